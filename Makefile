@@ -1,0 +1,37 @@
+# Two commands (see README.md):
+#   make notebooks [PRESET=sample|full]   run every notebook top to bottom (copies in output/)
+#   make test                             unit tests, ruff, and nbval over every notebook
+# Both create .venv with the pinned versions from requirements.lock on first use.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PRESET ?= sample
+
+.PHONY: notebooks test lint refresh-outputs clean-venv
+
+$(BIN)/.installed: requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+notebooks: $(BIN)/.installed
+	$(BIN)/python scripts/run_notebooks.py --preset $(PRESET)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+
+test: lint
+	LESSONLIB_PROGRESS=0 $(BIN)/python -m pytest tests notebooks \
+		--nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 900 \
+		-q -rs --durations=15
+
+# Re-execute the committed notebooks in place (the nbval baseline), with progress bars off.
+refresh-outputs: $(BIN)/.installed
+	LESSONLIB_PROGRESS=0 \
+		$(BIN)/python scripts/refresh_outputs.py $(NB)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,76 @@
+"""Seeding, device choice, progress bars and the version banner every notebook prints first.
+
+Imported by every other module; imports nothing of ours.
+"""
+
+import os
+import platform
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> int:
+    """Seed python, numpy and torch (all devices); with `deterministic`, ask torch for
+    deterministic kernels too (slower on GPU, and an error where none exists)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=False)
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    return seed
+
+
+def default_device() -> torch.device:
+    """The best device here: cuda, then mps, then cpu."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def progress_enabled() -> bool:
+    """Progress bars are on unless LESSONLIB_PROGRESS=0 (the test command and the committed
+    notebook outputs turn them off so nbval compares stable outputs)."""
+    return os.environ.get("LESSONLIB_PROGRESS", "1").lower() not in ("0", "false", "off", "no")
+
+
+def progress(iterable=None, **kwargs):
+    """A tqdm bar (a widget in Jupyter, text in a terminal), silent when progress is off."""
+    from tqdm.auto import tqdm
+
+    kwargs.setdefault("disable", not progress_enabled())
+    kwargs.setdefault("leave", False)
+    return tqdm(iterable, **kwargs)
+
+
+def versions() -> dict:
+    """Versions of python and the libraries the notebooks depend on."""
+    import matplotlib
+    import pandas
+    import spacy
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "pandas": pandas.__version__,
+        "matplotlib": matplotlib.__version__,
+        "spacy": spacy.__version__,
+    }
+
+
+def banner(seed: int | None = None, device: torch.device | None = None) -> str:
+    """One line for the top of a notebook (`print(banner(seed))`): versions, device and seed."""
+    parts = [f"{name} {version}" for name, version in versions().items()]
+    parts.append(f"device {device or default_device()}")
+    if seed is not None:
+        parts.append(f"seed {seed}")
+    return " | ".join(parts)

@@ -1,0 +1,38 @@
+import random
+
+import numpy as np
+import torch
+
+from lessonlib import core
+
+
+def draw():
+    return random.random(), np.random.rand(), torch.rand(1).item()
+
+
+def test_seed_everything_repeats_python_numpy_and_torch_draws():
+    core.seed_everything(123)
+    first = draw()
+    core.seed_everything(123)
+    assert draw() == first
+    core.seed_everything(124)
+    assert draw() != first
+
+
+def test_default_device_is_cpu_without_accelerators():
+    device = core.default_device()
+    if not torch.cuda.is_available():
+        assert device.type in ("cpu", "mps")
+
+
+def test_banner_is_one_line_with_versions_and_seed():
+    line = core.banner(seed=7)
+    assert "\n" not in line
+    assert f"torch {torch.__version__}" in line and "seed 7" in line and "pandas" in line
+
+
+def test_progress_can_be_switched_off(monkeypatch):
+    monkeypatch.setenv("LESSONLIB_PROGRESS", "0")
+    assert core.progress(range(3)).disable
+    monkeypatch.setenv("LESSONLIB_PROGRESS", "1")
+    assert core.progress_enabled() is not False
