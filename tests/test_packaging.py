@@ -3,9 +3,8 @@
 import re
 from pathlib import Path
 
-import yaml
-
 import tomllib
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 CONDA_NAMES = {"pytorch": "torch"}  # conda package name -> PyPI name
