@@ -1,0 +1,230 @@
+"""Sentiment classifier on top of a language-model encoder (ULMFiT, notebook 05).
+
+Data: reviews as token-id arrays, batched by similar length and padded at the end
+(`classification_loader`, `padding_fraction`). Model: the encoder runs over each review `bptt`
+tokens at a time, carrying its state (`ChunkedEncoder`); a concat-pooling head (`PoolingHead`)
+turns its outputs into class scores; `TextClassifier` joins the two and exposes `layer_groups()`
+for gradual unfreezing and discriminative learning rates.
+"""
+
+import math
+from collections.abc import Sequence
+from functools import partial
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+
+# ----------------------------------------------------------------------------- data
+
+
+class ClassificationDataset(torch.utils.data.Dataset):
+    """Reviews as int64 token-id arrays with their integer labels.
+
+    `max_tokens` keeps only the first `max_tokens` tokens of each review (None keeps everything);
+    this caps compute on CPU, the encoder itself copes with any length.
+    """
+
+    def __init__(self, ids: Sequence, labels: Sequence[int], max_tokens: int | None = None):
+        if len(ids) != len(labels):
+            raise ValueError(f"got {len(ids)} reviews but {len(labels)} labels; they must pair up")
+        if max_tokens is not None and max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1 (or None for no cap), got {max_tokens}")
+        self.ids = [np.asarray(a, dtype=np.int64)[:max_tokens] for a in ids]
+        for i, a in enumerate(self.ids):
+            if a.ndim != 1 or len(a) == 0:
+                raise ValueError(
+                    f"review {i} has no tokens (shape {a.shape}); numericalize the tokenizer's output, "
+                    "which starts every review with xxbos, even an empty one"
+                )
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.lengths = np.array([len(a) for a in self.ids], dtype=np.int64)
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        return self.ids[i], self.labels[i]
+
+
+class BucketSampler(Sampler):
+    """Random but length-bucketed batches of indices, for training (fast.ai's SortishSampler).
+
+    Each epoch: shuffle, cut into chunks of `bs * bucket` reviews, sort each chunk by length, cut it
+    into batches, shuffle the batches. Every review appears exactly once per epoch, batches hold
+    reviews of similar length (little padding), and the order still changes every epoch.
+    """
+
+    def __init__(self, lengths, bs: int, bucket: int = 50, seed: int = 0):
+        if bs < 1 or bucket < 1:
+            raise ValueError(f"bs and bucket must be at least 1, got bs={bs}, bucket={bucket}")
+        self.lengths, self.bs, self.bucket = np.asarray(lengths), bs, bucket
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __iter__(self):
+        perm = torch.randperm(len(self.lengths), generator=self.generator).numpy()
+        chunk = self.bs * self.bucket
+        batches = []
+        for start in range(0, len(perm), chunk):
+            idx = perm[start : start + chunk]
+            idx = idx[np.argsort(-self.lengths[idx], kind="stable")]
+            batches += [idx[i : i + self.bs].tolist() for i in range(0, len(idx), self.bs)]
+        order = torch.randperm(len(batches), generator=self.generator).tolist()
+        return iter([batches[i] for i in order])
+
+    def __len__(self):
+        return math.ceil(len(self.lengths) / self.bs)
+
+
+class SortedSampler(Sampler):
+    """Batches of indices sorted by decreasing length, for validation (the least padding possible)."""
+
+    def __init__(self, lengths, bs: int):
+        if bs < 1:
+            raise ValueError(f"bs must be at least 1, got {bs}")
+        self.order = np.argsort(-np.asarray(lengths), kind="stable")
+        self.bs = bs
+
+    def __iter__(self):
+        return iter([self.order[i : i + self.bs].tolist() for i in range(0, len(self.order), self.bs)])
+
+    def __len__(self):
+        return math.ceil(len(self.order) / self.bs)
+
+
+def pad_collate(batch, pad_idx: int):
+    """(token ids, label) pairs -> (tokens `(bs, longest)` padded at the end with `pad_idx`, labels)."""
+    longest = max(len(ids) for ids, _ in batch)
+    tokens = torch.full((len(batch), longest), pad_idx, dtype=torch.long)
+    for row, (ids, _) in enumerate(batch):
+        tokens[row, : len(ids)] = torch.as_tensor(ids)
+    labels = torch.tensor([int(y) for _, y in batch], dtype=torch.long)
+    return tokens, labels
+
+
+def classification_loader(
+    dataset: ClassificationDataset, bs: int, pad_idx: int, train: bool, seed: int = 0, bucket: int = 50
+) -> DataLoader:
+    """A loader of `(tokens, labels)` batches: length-bucketed random order when `train`, sorted by
+    length otherwise. Single process (num_workers=0) and seeded, so runs repeat exactly."""
+    lengths = dataset.lengths
+    sampler = BucketSampler(lengths, bs, bucket, seed) if train else SortedSampler(lengths, bs)
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=partial(pad_collate, pad_idx=pad_idx))
+
+
+def padding_fraction(lengths, batches) -> float:
+    """Share of the padded positions in the given batches of indices (one epoch of a sampler)."""
+    lengths = np.asarray(lengths)
+    real = padded = 0
+    for batch in batches:
+        batch_lengths = lengths[list(batch)]
+        real += batch_lengths.sum()
+        padded += batch_lengths.max() * len(batch_lengths)
+    return float(1 - real / padded)
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def _detach(hidden):
+    if hidden is None:
+        return None
+    if isinstance(hidden, torch.Tensor):
+        return hidden.detach()
+    return type(hidden)(_detach(h) for h in hidden)
+
+
+class ChunkedEncoder(nn.Module):
+    """Runs a language-model encoder over whole reviews, `bptt` tokens at a time, carrying its state.
+
+    `encoder(tokens, hidden) -> (outputs (bs, T, d), hidden)` with `hidden=None` meaning a fresh
+    state. Only the last `max_len` tokens of each review are kept for pooling; chunks before every
+    review's window only warm up the state, without gradient, so memory stays bounded however long a
+    review is. Returns the kept outputs, a mask of the real (non-padding, in-window) positions and
+    the output at each review's last token.
+    """
+
+    def __init__(self, encoder: nn.Module, pad_idx: int, bptt: int = 70, max_len: int = 1400):
+        super().__init__()
+        if bptt < 1 or max_len < 1:
+            raise ValueError(f"bptt and max_len must be at least 1, got bptt={bptt}, max_len={max_len}")
+        self.encoder, self.pad_idx, self.bptt, self.max_len = encoder, pad_idx, bptt, max_len
+
+    def forward(self, tokens: torch.Tensor):
+        if tokens.ndim != 2:
+            raise ValueError(f"tokens must be (batch, length), got shape {tuple(tokens.shape)}")
+        bs, seq_len = tokens.shape
+        lengths = (tokens != self.pad_idx).sum(1)
+        if bool((lengths == 0).any()):
+            raise ValueError("a review in the batch is all padding; every review needs at least one token")
+        starts = (lengths - self.max_len).clamp(min=0)  # first kept position of each review
+        first_kept = int(starts.min()) // self.bptt * self.bptt
+        hidden, outputs = None, []
+        for i in range(0, seq_len, self.bptt):
+            chunk = tokens[:, i : i + self.bptt]
+            if i < first_kept:  # before every review's window: state only
+                with torch.no_grad():
+                    _, hidden = self.encoder(chunk, hidden)
+                hidden = _detach(hidden)
+            else:
+                out, hidden = self.encoder(chunk, hidden)
+                outputs.append(out)
+        outputs = torch.cat(outputs, dim=1)
+        positions = torch.arange(first_kept, seq_len, device=tokens.device)
+        mask = (positions[None] < lengths[:, None]) & (positions[None] >= starts[:, None])
+        last = outputs[torch.arange(bs, device=tokens.device), lengths - 1 - first_kept]
+        return outputs, mask, last
+
+
+def concat_pool(outputs: torch.Tensor, mask: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """[last hidden state, max-pool, mean-pool] over the positions where `mask` is True -> (bs, 3d)."""
+    m = mask.unsqueeze(-1)
+    max_pool = outputs.masked_fill(~m, float("-inf")).max(dim=1).values
+    mean_pool = (outputs * m).sum(dim=1) / m.sum(dim=1).clamp(min=1)
+    return torch.cat([last, max_pool, mean_pool], dim=1)
+
+
+class PoolingHead(nn.Module):
+    """Concat pooling, then BatchNorm-Dropout-Linear-ReLU-BatchNorm-Dropout-Linear (class scores)."""
+
+    def __init__(self, d: int, n_classes: int = 2, hidden: int = 50, drops: tuple = (0.2, 0.1)):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.BatchNorm1d(3 * d),
+            nn.Dropout(drops[0]),
+            nn.Linear(3 * d, hidden),
+            nn.ReLU(),
+            nn.BatchNorm1d(hidden),
+            nn.Dropout(drops[1]),
+            nn.Linear(hidden, n_classes),
+        )
+
+    def forward(self, outputs, mask, last):
+        return self.layers(concat_pool(outputs, mask, last))
+
+
+class TextClassifier(nn.Module):
+    """Encoder run in chunks + pooling head: `model(tokens) -> class scores (bs, n_classes)`.
+
+    `tokens` is `(bs, length)` padded at the end with `pad_idx` (what `classification_loader` gives).
+    `layer_groups()` lists the encoder's groups (embedding, then each layer) and the head, for
+    gradual unfreezing and discriminative learning rates.
+    """
+
+    def __init__(self, encoder: nn.Module, d: int, pad_idx: int, n_classes: int = 2, bptt: int = 70,
+                 max_len: int = 1400, head_hidden: int = 50, head_drops: tuple = (0.2, 0.1)):
+        super().__init__()
+        self.chunked = ChunkedEncoder(encoder, pad_idx, bptt, max_len)
+        self.head = PoolingHead(d, n_classes, head_hidden, head_drops)
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.chunked.encoder
+
+    def forward(self, tokens):
+        return self.head(*self.chunked(tokens))
+
+    def layer_groups(self) -> list:
+        groups = self.encoder.layer_groups() if hasattr(self.encoder, "layer_groups") else [self.encoder]
+        return [*groups, self.head]
