@@ -1,0 +1,23 @@
+"""Datasets: `imdb(size)`, `rossmann(size)` (folders in the cache) and `imdb_reviews(size, split)`.
+
+`fetch.py` fills the cache (mirror, download, verification, safe extraction, locking);
+`datasets.py` knows the two datasets and how their samples are cut.
+"""
+
+from lessonlib.data.datasets import IMDB, ROSSMANN, imdb, imdb_reviews, rossmann
+from lessonlib.data.fetch import (
+    CACHE_ENV,
+    MIRROR_ENV,
+    Archive,
+    CorruptArchiveError,
+    DataError,
+    Dataset,
+    DataUnavailableError,
+    cache_dir,
+    fetch,
+    mirror_dirs,
+)
+
+__all__ = ["IMDB", "ROSSMANN", "imdb", "imdb_reviews", "rossmann", "CACHE_ENV", "MIRROR_ENV", "Archive",
+           "CorruptArchiveError", "DataError", "Dataset", "DataUnavailableError", "cache_dir", "fetch",
+           "mirror_dirs"]
