@@ -1,0 +1,7 @@
+"""Structured (tabular) data: Rossmann features, preprocessing, loaders and the entity-embedding model.
+
+    features    read + checked joins of the Rossmann CSVs, date / store / event features, splits
+    preprocess  TabularProcessor: category codes (0 = unknown), median fill + `_na`, standardisation
+    loader      TensorLoader: mini-batches cut from tensors by index
+    model       TabularModel (embeddings + MLP), embedding-size rules, exp_rmspe
+"""

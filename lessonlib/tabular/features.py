@@ -1,0 +1,246 @@
+"""Rossmann tables: read with column checks, join with row/key checks, add date and event features.
+
+Everything is vectorised (merges, numpy searches and cumulative sums over rows sorted by store and
+date); there is no per-row Python loop.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+# The columns each CSV must have (extra columns are kept where a table is joined whole).
+REQUIRED = {
+    "train.csv": ["Store", "DayOfWeek", "Date", "Sales", "Customers", "Open", "Promo", "StateHoliday",
+                  "SchoolHoliday"],
+    "test.csv": ["Id", "Store", "DayOfWeek", "Date", "Open", "Promo", "StateHoliday", "SchoolHoliday"],
+    "store.csv": ["Store", "StoreType", "Assortment", "CompetitionDistance", "CompetitionOpenSinceMonth",
+                  "CompetitionOpenSinceYear", "Promo2", "Promo2SinceWeek",
+                  "Promo2SinceYear", "PromoInterval"],
+    "store_states.csv": ["Store", "State"],
+    "state_names.csv": ["StateName", "State"],
+    "googletrend.csv": ["file", "week", "trend"],
+    "weather.csv": ["file", "Date", "Max_TemperatureC", "Mean_TemperatureC", "Min_TemperatureC",
+                    "Max_Humidity", "Mean_Humidity", "Min_Humidity", "Max_Wind_SpeedKm_h",
+                    "Mean_Wind_SpeedKm_h", "CloudCover", "Events"],
+}
+DTYPES = {"StateHoliday": str, "PromoInterval": str, "Events": str, "StoreType": str, "Assortment": str,
+          "State": str}
+EVENTS = ("SchoolHoliday", "StateHoliday", "Promo")
+
+
+class JoinError(ValueError):
+    """A join lost, duplicated or failed to match rows."""
+
+
+def read_table(folder, name: str) -> pd.DataFrame:
+    """Read one Rossmann CSV and check it has the columns this module needs."""
+    path = Path(folder) / name
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: expected the Rossmann CSVs (see lessonlib.data.rossmann)")
+    header = pd.read_csv(path, nrows=0).columns
+    required = REQUIRED[name]
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; this file needs {required}")
+    usecols = required if name == "weather.csv" else None
+    dtype = {c: t for c, t in DTYPES.items() if c in header}
+    df = pd.read_csv(path, usecols=usecols, dtype=dtype, keep_default_na=True)
+    if "Date" in df.columns:
+        df["Date"] = pd.to_datetime(df["Date"], format="%Y-%m-%d")
+    return df
+
+
+def read_tables(folder) -> dict:
+    """The seven CSVs the features use (all but sample_submission), keyed by name without `.csv`."""
+    return {name[:-4]: read_table(folder, name) for name in REQUIRED}
+
+
+def _describe_keys(keys: pd.DataFrame, limit: int = 10) -> str:
+    rows = [", ".join(f"{k}={v}" for k, v in row.items()) for row in keys.head(limit).to_dict("records")]
+    more = f" (and {len(keys) - limit} more)" if len(keys) > limit else ""
+    return "; ".join(rows) + more
+
+
+def checked_merge(left: pd.DataFrame, right: pd.DataFrame, on, what: str) -> pd.DataFrame:
+    """Left-join `right` onto `left` by `on`, requiring every left row to match exactly one right row.
+
+    Raises JoinError naming the duplicated right keys or the unmatched left keys."""
+    on = [on] if isinstance(on, str) else list(on)
+    dup = right.duplicated(on, keep=False)
+    if dup.any():
+        keys = right.loc[dup, on].drop_duplicates()
+        raise JoinError(f"{what}: {len(keys)} key(s) appear more than once in the right table, which would "
+                        f"duplicate rows: {_describe_keys(keys)}")
+    out = left.merge(right, on=on, how="left", indicator="_merge", validate="many_to_one")
+    unmatched = out["_merge"] != "both"
+    if unmatched.any():
+        keys = out.loc[unmatched, on].drop_duplicates()
+        raise JoinError(f"{what}: {len(keys)} key(s) have no match: {_describe_keys(keys)}")
+    assert len(out) == len(left), "a many-to-one left join keeps the row count"
+    return out.drop(columns="_merge")
+
+
+def week_start(dates: pd.Series) -> pd.Series:
+    """The Sunday on or before each date (Google Trends weeks run Sunday to Saturday)."""
+    return dates - pd.to_timedelta((dates.dt.day_of_week + 1) % 7, unit="D")
+
+
+def trend_tables(googletrend: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-state weekly trend (State, WeekStart, trend) and the national one (WeekStart, trend_DE).
+
+    The state is the third part of the file name (`Rossmann_DE_BY` -> BY); the national series is the
+    file `Rossmann_DE`. Google's `NI` (Niedersachsen) is stored as `HB,NI` in store_states."""
+    g = googletrend.dropna(subset=["file", "week"]).copy()
+    g["WeekStart"] = pd.to_datetime(g["week"].str[:10], format="%Y-%m-%d")
+    g["State"] = g["file"].str.split("_").str[2]
+    g.loc[g["State"] == "NI", "State"] = "HB,NI"
+    national = g.loc[g["State"].isna(), ["WeekStart", "trend"]].rename(columns={"trend": "trend_DE"})
+    states = g.loc[g["State"].notna(), ["State", "WeekStart", "trend"]]
+    return states, national
+
+
+def weather_table(weather: pd.DataFrame, state_names: pd.DataFrame) -> pd.DataFrame:
+    """Weather keyed by State code and Date (the file column holds the state's name)."""
+    w = weather.dropna(subset=["file"]).rename(columns={"file": "StateName"})
+    w = checked_merge(w, state_names, "StateName", "weather.file -> state_names.StateName")
+    return w.drop(columns="StateName")
+
+
+def join_tables(df: pd.DataFrame, tables: dict) -> pd.DataFrame:
+    """Join train or test rows with store, state, weather and Google trend tables (all checked)."""
+    out = checked_merge(df, tables["store"], "Store", "rows -> store.csv (Store)")
+    out = checked_merge(out, tables["store_states"], "Store", "rows -> store_states.csv (Store)")
+    out = checked_merge(out, weather_table(tables["weather"], tables["state_names"]), ["State", "Date"],
+                        "rows -> weather.csv (State, Date)")
+    states, national = trend_tables(tables["googletrend"])
+    out["WeekStart"] = week_start(out["Date"])
+    out = checked_merge(out, states, ["State", "WeekStart"], "rows -> googletrend.csv (State, week)")
+    out = checked_merge(out, national, "WeekStart", "rows -> googletrend.csv Rossmann_DE (week)")
+    return out.drop(columns="WeekStart")
+
+
+def add_date_parts(df: pd.DataFrame, col: str = "Date") -> pd.DataFrame:
+    """Year, Month, Week (ISO), Day, Dayofyear, month/quarter/year start/end flags and Elapsed (days
+    since 1970), computed once per distinct date and spread to the rows."""
+    days = df[col].unique()
+    d = pd.DataFrame({col: days})
+    dt = d[col].dt
+    d["Year"], d["Month"], d["Week"] = dt.year, dt.month, dt.isocalendar().week.astype("int64").values
+    d["Day"], d["Dayofyear"] = dt.day, dt.day_of_year
+    for flag in ("month_start", "month_end", "quarter_start", "quarter_end", "year_start", "year_end"):
+        d[f"Is_{flag}"] = getattr(dt, f"is_{flag}")
+    d["Elapsed"] = (d[col] - pd.Timestamp("1970-01-01")).dt.days
+    return df.merge(d, on=col, how="left", validate="many_to_one")
+
+
+def add_store_features(df: pd.DataFrame, max_months: int = 24, max_weeks: int = 25) -> pd.DataFrame:
+    """CompetitionMonthsOpen (0..max_months, NaN when the opening date is unknown), Promo2Weeks
+    (0..max_weeks since Promo2 started, NaN for stores without Promo2) and IsPromo2Month (the month is
+    one of the store's PromoInterval restart months)."""
+    out = df.copy()
+    months = ((out["Year"] - out["CompetitionOpenSinceYear"]) * 12
+              + (out["Month"] - out["CompetitionOpenSinceMonth"]))
+    out["CompetitionMonthsOpen"] = months.clip(0, max_months)
+    p2 = out["Promo2"] == 1
+    since = pd.to_datetime(
+        out["Promo2SinceYear"].astype("Int64").astype(str) + "-W"
+        + out["Promo2SinceWeek"].astype("Int64").astype(str).str.zfill(2) + "-1",
+        format="%G-W%V-%u", errors="coerce")
+    weeks = (out["Date"] - since).dt.days // 7
+    out["Promo2Weeks"] = weeks.clip(0, max_weeks).where(p2)
+    out["IsPromo2Month"] = p2 & _month_in_interval(out["Month"], out["PromoInterval"])
+    return out
+
+
+MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sept", "Oct", "Nov", "Dec"]
+
+
+def _month_in_interval(month: pd.Series, interval: pd.Series) -> np.ndarray:
+    """Vectorised `MONTHS[month - 1] in interval.split(',')`, deciding each of the few distinct pairs once."""
+    pairs = pd.DataFrame({"m": month.to_numpy(), "i": interval.fillna("").to_numpy()})
+    uniq = pairs.drop_duplicates().copy()
+    uniq["hit"] = [MONTHS[m - 1] in i.split(",") for m, i in zip(uniq["m"], uniq["i"], strict=True)]
+    return pairs.merge(uniq, on=["m", "i"], how="left")["hit"].to_numpy()
+
+
+def add_event_features(df: pd.DataFrame, events=EVENTS, window: int = 7) -> pd.DataFrame:
+    """For each event column (non-zero = event day), per store: days since the last event (`After<e>`,
+    0 on the day), days until the next (`Before<e>`), NaN where there is none in the data; and the number
+    of event days in the `window` days up to and including the day (`<e>_bw`) and from it on (`<e>_fw`).
+
+    Windows are over calendar days, so gaps in a store's dates (180 stores lack 2014-07..12) count as
+    no event. Rows must have unique (Store, Date)."""
+    order = np.lexsort((df["Date"].to_numpy(), df["Store"].to_numpy()))
+    s = df.iloc[order]
+    day = ((s["Date"] - pd.Timestamp("1970-01-01")).dt.days).to_numpy(np.int64)
+    span = int(day.max() - day.min()) + 2 * window + 2
+    key = s["Store"].to_numpy(np.int64) * span + (day - day.min()) + window  # strictly increasing
+    if np.any(np.diff(key) <= 0):
+        dup = s.loc[s.duplicated(["Store", "Date"], keep=False), ["Store", "Date"]].drop_duplicates()
+        raise ValueError(f"add_event_features: duplicated (Store, Date) rows: {_describe_keys(dup)}")
+    store_lo = s["Store"].to_numpy(np.int64) * span
+    new = {}
+    for e in events:
+        col = s[e]
+        numeric = pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)
+        hit = col.to_numpy() != 0 if numeric else (col.astype(str) != "0").to_numpy()
+        last = np.maximum.accumulate(np.where(hit, key, -1))
+        new[f"After{e}"] = np.where(last >= store_lo, key - last, np.nan)
+        nxt = np.minimum.accumulate(np.where(hit, key, np.iinfo(np.int64).max)[::-1])[::-1]
+        new[f"Before{e}"] = np.where(nxt < store_lo + span, nxt - key, np.nan)
+        csum = np.concatenate([[0], np.cumsum(hit)])
+        lo = np.searchsorted(key, key - (window - 1), side="left")
+        hi = np.searchsorted(key, key + (window - 1), side="right")
+        idx = np.arange(len(key))
+        new[f"{e}_bw"] = csum[idx + 1] - csum[lo]
+        new[f"{e}_fw"] = csum[hi] - csum[idx]
+    feats = pd.DataFrame(new, index=s.index)
+    return pd.concat([df, feats.loc[df.index]], axis=1)
+
+
+def build(folder) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read, join and featurise train and test together (so event features see both sides of the
+    train/test boundary); returns (train, test), each sorted by Date then Store."""
+    tables = read_tables(folder)
+    train, test = tables["train"], tables["test"]
+    both = pd.concat([train.assign(Id=np.nan), test], ignore_index=True)
+    both = join_tables(both, tables)
+    both = add_date_parts(both)
+    both = add_store_features(both)
+    both = add_event_features(both)
+    is_test = both["Id"].notna()
+    out = []
+    for part in (both[~is_test].drop(columns="Id"), both[is_test].drop(columns=["Sales", "Customers"])):
+        out.append(part.sort_values(["Date", "Store"], kind="stable").reset_index(drop=True))
+    out[1]["Id"] = out[1]["Id"].astype("int64")
+    return out[0], out[1]
+
+
+# Which columns feed the model, as the lesson chose them: small integer-like fields are categories
+# (the network learns an embedding for each value), real-valued measures are continuous.
+CAT_NAMES = ["Store", "DayOfWeek", "Year", "Month", "Day", "StateHoliday", "CompetitionMonthsOpen",
+             "Promo2Weeks", "StoreType", "Assortment", "PromoInterval", "CompetitionOpenSinceYear",
+             "Promo2SinceYear", "State", "Week", "Events", "Promo_fw", "Promo_bw", "StateHoliday_fw",
+             "StateHoliday_bw", "SchoolHoliday_fw", "SchoolHoliday_bw", "IsPromo2Month"]
+CONT_NAMES = ["CompetitionDistance", "Max_TemperatureC", "Mean_TemperatureC", "Min_TemperatureC",
+              "Max_Humidity", "Mean_Humidity", "Min_Humidity", "Max_Wind_SpeedKm_h", "Mean_Wind_SpeedKm_h",
+              "CloudCover", "trend", "trend_DE", "AfterStateHoliday", "BeforeStateHoliday", "AfterPromo",
+              "BeforePromo", "AfterSchoolHoliday", "BeforeSchoolHoliday", "Promo", "SchoolHoliday"]
+
+LESSON_VALID = ("2014-08-01", "2014-09-17")    # the lesson's validation window; train on all other dates
+FORECAST_VALID = ("2015-06-14", "2015-07-31")  # the last 48 days; train only on earlier dates
+
+
+def sales_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows the model learns from and is scored on: open days with Sales > 0."""
+    return df[(df["Open"] == 1) & (df["Sales"] > 0)]
+
+
+def split(df: pd.DataFrame, window, forecast: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, valid): valid is the dates in `window` (inclusive); train is every other date, or with
+    `forecast` only the dates before the window (nothing from the future)."""
+    lo, hi = pd.Timestamp(window[0]), pd.Timestamp(window[1])
+    in_window = df["Date"].between(lo, hi)
+    before = df["Date"] < lo
+    return df[before if forecast else ~in_window], df[in_window]

@@ -1,0 +1,120 @@
+"""Entity-embedding network for tables, embedding-size rules and the exp-RMSPE metric."""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def emb_size_lesson(n_codes: int) -> int:
+    """The 2018 lesson's rule: min(50, (c + 1) // 2), c = number of codes incl. the unknown code 0."""
+    return min(50, (n_codes + 1) // 2)
+
+
+def emb_size_fastai2(n_codes: int) -> int:
+    """fast.ai v2's rule of thumb: min(600, round(1.6 * c ** 0.56))."""
+    return min(600, round(1.6 * n_codes ** 0.56))
+
+
+EMB_RULES = {"lesson": emb_size_lesson, "fastai2": emb_size_fastai2}
+
+
+def emb_sizes(cardinalities, rule="lesson") -> list:
+    """Embedding width per categorical input under a named rule (or a callable)."""
+    fn = EMB_RULES[rule] if isinstance(rule, str) else rule
+    return [fn(c) for c in cardinalities]
+
+
+class TabularModel(nn.Module):
+    """Embeddings for the categories + batch-normed continuous inputs -> Linear-ReLU-BN-Dropout blocks ->
+    Linear, squashed by a sigmoid into `y_range` when given.
+
+    With `one_hot=True` each category is fed as a one-hot vector instead (a frozen identity
+    "embedding" whose width is the number of codes), so the same network can be compared without
+    learned embeddings.
+    """
+
+    def __init__(self, cardinalities, n_cont: int, sizes=None, layers=(1000, 500), ps=(0.001, 0.01),
+                 emb_drop: float = 0.04, y_range=None, use_bn: bool = True, one_hot: bool = False):
+        super().__init__()
+        cardinalities = list(cardinalities)
+        if len(ps) != len(layers):
+            raise ValueError(f"need one dropout probability per hidden layer: {len(layers)} layers, ps={ps}")
+        if one_hot:
+            sizes = list(cardinalities)
+        elif sizes is None:
+            sizes = emb_sizes(cardinalities)
+        if len(sizes) != len(cardinalities):
+            raise ValueError(f"{len(sizes)} embedding sizes for {len(cardinalities)} categorical inputs")
+        self.embeds = nn.ModuleList(nn.Embedding(c, s) for c, s in zip(cardinalities, sizes, strict=True))
+        if one_hot:
+            for emb, c in zip(self.embeds, cardinalities, strict=True):
+                emb.weight.data.copy_(torch.eye(c))
+                emb.weight.requires_grad_(False)
+        self.one_hot = one_hot
+        self.emb_drop = nn.Dropout(0.0 if one_hot else emb_drop)
+        self.bn_cont = nn.BatchNorm1d(n_cont) if n_cont else None
+        self.n_cont = n_cont
+        blocks, width = [], sum(sizes) + n_cont
+        for out, p in zip(layers, ps, strict=True):
+            blocks += [nn.Linear(width, out), nn.ReLU()]
+            if use_bn:
+                blocks.append(nn.BatchNorm1d(out))
+            blocks.append(nn.Dropout(p))
+            width = out
+        self.layers = nn.Sequential(*blocks)
+        self.head = nn.Linear(width, 1)
+        self.y_range = None if y_range is None else tuple(float(v) for v in y_range)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+
+    @property
+    def n_inputs(self) -> int:
+        """Width of the input to the first Linear layer."""
+        return sum(e.embedding_dim for e in self.embeds) + self.n_cont
+
+    def forward(self, x):
+        cats, conts = x
+        if cats.shape[1] != len(self.embeds):
+            raise ValueError(f"expected {len(self.embeds)} categorical columns, got {cats.shape[1]}")
+        parts = [emb(cats[:, i]) for i, emb in enumerate(self.embeds)]
+        h = self.emb_drop(torch.cat(parts, dim=1)) if parts else conts.new_zeros(len(conts), 0)
+        if self.bn_cont is not None:
+            h = torch.cat([h, self.bn_cont(conts)], dim=1)
+        out = self.head(self.layers(h)).squeeze(1)
+        if self.y_range is not None:
+            lo, hi = self.y_range
+            out = lo + (hi - lo) * torch.sigmoid(out)
+        return out
+
+    def matmul_flops(self, batch_rows: int, backward: bool = True) -> float:
+        """Multiply-add FLOPs of the Linear layers for `batch_rows` rows (x3 with the backward pass)."""
+        macs = sum(m.in_features * m.out_features for m in self.modules() if isinstance(m, nn.Linear))
+        return 2.0 * macs * batch_rows * (3 if backward else 1)
+
+
+def y_range_for(log_y, margin: float = 0.2) -> tuple[float, float]:
+    """A sigmoid output range a little wider than the log target's: (0, max * (1 + margin)), as in the
+    lesson, when the targets are positive; else min/max widened by `margin` of the span."""
+    lo, hi = float(np.min(log_y)), float(np.max(log_y))
+    if lo >= 0:
+        return 0.0, hi * (1 + margin)
+    span = hi - lo
+    return lo - margin * span, hi + margin * span
+
+
+def exp_rmspe(pred_log: torch.Tensor, targ_log: torch.Tensor) -> torch.Tensor:
+    """Root mean squared percentage error on Sales, from predictions and targets of log(Sales):
+    sqrt(mean(((y - y_hat) / y) ** 2)) with y = exp(targ_log), y_hat = exp(pred_log)."""
+    pred_log, targ_log = torch.as_tensor(pred_log).double(), torch.as_tensor(targ_log).double()
+    if pred_log.shape != targ_log.shape:
+        raise ValueError(f"prediction shape {tuple(pred_log.shape)} != target shape {tuple(targ_log.shape)}")
+    y, y_hat = torch.exp(targ_log), torch.exp(pred_log)
+    return torch.sqrt(torch.mean(((y - y_hat) / y) ** 2))
+
+
+def mse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """MSE on log Sales (the training loss)."""
+    return F.mse_loss(pred, target)

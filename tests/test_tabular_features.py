@@ -1,0 +1,160 @@
+"""Reading, joining and feature engineering of the Rossmann tables, on a tiny hand-made copy."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lessonlib.tabular import features as F
+
+TRAIN_DATES = pd.date_range("2015-07-20", "2015-07-31")
+TEST_DATES = pd.date_range("2015-08-01", "2015-08-05")
+WEATHER_COLS = F.REQUIRED["weather.csv"][2:-1]
+
+
+def write_tables(folder, stores=(1, 2), states=("HE", "HB,NI")):
+    """A minimal, consistent set of the seven CSVs: two stores, 12 train days, 5 test days."""
+    rows = []
+    for store in stores:
+        for i, d in enumerate(TRAIN_DATES):
+            rows.append(dict(Store=store, DayOfWeek=d.day_of_week + 1, Date=d.date(),
+                             Sales=1000 + 10 * i + store, Customers=100,
+                             Open=int(d.day_of_week != 6), Promo=int(i in (3, 4)),
+                             StateHoliday="a" if i == 5 else "0", SchoolHoliday=int(i == 8)))
+    pd.DataFrame(rows).to_csv(folder / "train.csv", index=False)
+    test = [dict(Id=k + 1, Store=s, DayOfWeek=d.day_of_week + 1, Date=d.date(), Open=1, Promo=0,
+                 StateHoliday="0", SchoolHoliday=0)
+            for k, (s, d) in enumerate((s, d) for s in stores for d in TEST_DATES)]
+    pd.DataFrame(test).to_csv(folder / "test.csv", index=False)
+    pd.DataFrame(dict(Store=list(stores), StoreType=["a", "c"][: len(stores)], Assortment="a",
+                      CompetitionDistance=[500.0, np.nan][: len(stores)],
+                      CompetitionOpenSinceMonth=[6, np.nan][: len(stores)],
+                      CompetitionOpenSinceYear=[2015, np.nan][: len(stores)],
+                      Promo2=[1, 0][: len(stores)], Promo2SinceWeek=[27, np.nan][: len(stores)],
+                      Promo2SinceYear=[2015, np.nan][: len(stores)],
+                      PromoInterval=["Feb,May,Aug,Nov", np.nan][: len(stores)])
+                 ).to_csv(folder / "store.csv", index=False)
+    pd.DataFrame(dict(Store=list(stores), State=list(states))).to_csv(folder / "store_states.csv",
+                                                                      index=False)
+    pd.DataFrame(dict(StateName=["Hessen", "Niedersachsen"], State=["HE", "HB,NI"])).to_csv(
+        folder / "state_names.csv", index=False)
+    weeks = pd.date_range("2015-07-19", "2015-08-02", freq="7D")
+    trend = [dict(file=f, week=f"{w.date()} - {(w + pd.Timedelta(days=6)).date()}", trend=50 + k)
+             for f in ("Rossmann_DE", "Rossmann_DE_HE", "Rossmann_DE_NI") for k, w in enumerate(weeks)]
+    pd.DataFrame(trend).to_csv(folder / "googletrend.csv", index=False)
+    days = pd.date_range("2015-07-20", "2015-08-05")
+    weather = [dict(file=name, Date=d.date(), **{c: 10.0 for c in WEATHER_COLS}, Events="Rain")
+               for name in ("Hessen", "Niedersachsen") for d in days]
+    pd.DataFrame(weather).to_csv(folder / "weather.csv", index=False)
+    return folder
+
+
+@pytest.fixture
+def folder(tmp_path):
+    return write_tables(tmp_path)
+
+
+def test_build_keeps_every_row_once_and_joins_everything(folder):
+    train, test = F.build(folder)
+    assert len(train) == 2 * len(TRAIN_DATES) and len(test) == 2 * len(TEST_DATES)
+    assert not train.duplicated(["Store", "Date"]).any()
+    assert sorted(test["Id"]) == list(range(1, len(test) + 1))
+    # googletrend NI joins stores of state "HB,NI"; weeks run Sunday..Saturday
+    ni = train[train["Store"] == 2].set_index("Date")
+    assert ni.loc["2015-07-25", "trend"] == 50 and ni.loc["2015-07-26", "trend"] == 51
+    assert train["trend_DE"].notna().all() and train["Max_TemperatureC"].eq(10).all()
+
+
+def test_date_parts(folder):
+    train, _ = F.build(folder)
+    row = train[(train["Store"] == 1) & (train["Date"] == "2015-07-31")].iloc[0]
+    assert (row.Year, row.Month, row.Day, row.Week, row.Dayofyear) == (2015, 7, 31, 31, 212)
+    assert row.Is_month_end and not row.Is_month_start and not row.Is_quarter_end
+
+
+def test_store_features(folder):
+    train, test = F.build(folder)
+    s1 = train[train["Store"] == 1].set_index("Date")
+    assert s1.loc["2015-07-20", "CompetitionMonthsOpen"] == 1  # opened 2015-06
+    # Promo2 since ISO week 27 of 2015 = Monday 2015-06-29; 2015-07-20 is 3 weeks later
+    assert s1.loc["2015-07-20", "Promo2Weeks"] == 3
+    assert not s1["IsPromo2Month"].any()
+    assert test.loc[test["Store"] == 1, "IsPromo2Month"].all()  # August is in Feb,May,Aug,Nov
+    s2 = train[train["Store"] == 2]
+    assert s2["CompetitionMonthsOpen"].isna().all() and s2["Promo2Weeks"].isna().all()
+
+
+def same(a, b) -> bool:
+    return (np.isnan(a) and np.isnan(b)) or a == b
+
+
+def test_event_features_match_a_slow_loop(folder):
+    train, test = F.build(folder)
+    both = pd.concat([train, test]).sort_values(["Store", "Date"])
+    for _, g in both.groupby("Store"):
+        dates = list(g["Date"])
+        for e in F.EVENTS:
+            hit = [str(v) != "0" for v in g[e]]
+            for i, d in enumerate(dates):
+                past = [(d - dates[j]).days for j in range(i + 1) if hit[j]]
+                future = [(dates[j] - d).days for j in range(i, len(dates)) if hit[j]]
+                row = g.iloc[i]
+                assert same(row[f"After{e}"], min(past) if past else np.nan)
+                assert same(row[f"Before{e}"], min(future) if future else np.nan)
+                ago = [(d - dj).days for dj in dates]
+                assert row[f"{e}_bw"] == sum(h for h, a in zip(hit, ago, strict=True) if 0 <= a < 7)
+                assert row[f"{e}_fw"] == sum(h for h, a in zip(hit, ago, strict=True) if -7 < a <= 0)
+
+
+def test_event_windows_are_calendar_days_across_gaps():
+    df = pd.DataFrame({"Store": [1, 1, 1], "Date": pd.to_datetime(["2015-01-01", "2015-01-02", "2015-01-20"]),
+                       "Promo": [1, 0, 0]})
+    out = F.add_event_features(df, events=("Promo",))
+    assert list(out["Promo_bw"]) == [1, 1, 0]
+    assert list(out["AfterPromo"]) == [0, 1, 19]
+
+
+def test_missing_column_names_file_and_column(folder):
+    df = pd.read_csv(folder / "store.csv").drop(columns="Assortment")
+    df.to_csv(folder / "store.csv", index=False)
+    with pytest.raises(ValueError, match=r"store\.csv.*Assortment"):
+        F.build(folder)
+
+
+def test_unmatched_key_is_named(folder):
+    states = pd.read_csv(folder / "store_states.csv")
+    states.loc[states["Store"] == 2, "State"] = "XX"
+    states.to_csv(folder / "store_states.csv", index=False)
+    with pytest.raises(F.JoinError, match=r"weather.*State=XX"):
+        F.build(folder)
+
+
+def test_missing_store_is_named(folder):
+    pd.read_csv(folder / "store.csv").query("Store == 1").to_csv(folder / "store.csv", index=False)
+    with pytest.raises(F.JoinError, match=r"store\.csv.*Store=2"):
+        F.build(folder)
+
+
+def test_duplicated_right_key_is_named(folder):
+    store = pd.read_csv(folder / "store.csv")
+    pd.concat([store, store.iloc[[0]]]).to_csv(folder / "store.csv", index=False)
+    with pytest.raises(F.JoinError, match=r"more than once.*Store=1"):
+        F.build(folder)
+
+
+def test_blank_lines_in_external_tables_are_skipped(folder):
+    for name in ("googletrend.csv", "weather.csv"):
+        text = (folder / name).read_text().splitlines()
+        (folder / name).write_text("\n".join(text[:3] + [""] + text[3:]) + "\n\n")
+    train, _ = F.build(folder)
+    assert len(train) == 2 * len(TRAIN_DATES)
+
+
+def test_split_and_sales_rows(folder):
+    train, _ = F.build(folder)
+    rows = F.sales_rows(train)
+    assert (rows["Open"] == 1).all() and (rows["Sales"] > 0).all()
+    window = ("2015-07-25", "2015-07-27")
+    fit, valid = F.split(rows, window)
+    assert len(fit) + len(valid) == len(rows) and fit["Date"].max() == pd.Timestamp("2015-07-31")
+    fit, valid = F.split(rows, window, forecast=True)
+    assert fit["Date"].max() < pd.Timestamp(window[0]) and valid["Date"].between(*window).all()

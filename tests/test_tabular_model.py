@@ -1,0 +1,98 @@
+"""Entity-embedding model, size rules, exp-RMSPE and the index-based loader."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lessonlib.tabular.loader import TensorLoader
+from lessonlib.tabular.model import (
+    TabularModel,
+    emb_size_fastai2,
+    emb_size_lesson,
+    emb_sizes,
+    exp_rmspe,
+    y_range_for,
+)
+
+
+def batch(n=8, cards=(5, 3), n_cont=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    cats = torch.stack([torch.randint(0, c, (n,), generator=g) for c in cards], dim=1)
+    return cats, torch.randn(n, n_cont, generator=g)
+
+
+def test_size_rules():
+    assert [emb_size_lesson(c) for c in (2, 8, 1116)] == [1, 4, 50]
+    assert [emb_size_fastai2(c) for c in (2, 8, 1116)] == [round(1.6 * 2 ** 0.56), round(1.6 * 8 ** 0.56),
+                                                           round(1.6 * 1116 ** 0.56)]
+    assert emb_sizes([8, 1116], "fastai2") == [emb_size_fastai2(8), emb_size_fastai2(1116)]
+
+
+def test_model_shapes_and_output_range():
+    model = TabularModel([5, 3], 2, layers=(16, 8), ps=(0.1, 0.1), y_range=(0.0, 2.0)).eval()
+    out = model(batch())
+    assert out.shape == (8,) and (out >= 0).all() and (out <= 2).all()
+    assert model.n_inputs == emb_size_lesson(5) + emb_size_lesson(3) + 2
+
+
+def test_one_hot_variant_is_frozen_identity():
+    model = TabularModel([5, 3], 2, layers=(4,), ps=(0.0,), one_hot=True)
+    assert model.n_inputs == 5 + 3 + 2
+    assert not any(e.weight.requires_grad for e in model.embeds)
+    torch.testing.assert_close(model.embeds[0](torch.tensor([2]))[0], torch.eye(5)[2])
+
+
+def test_model_learns_a_category_effect():
+    torch.manual_seed(0)
+    cats, conts = batch(n=256, cards=(4,), n_cont=1, seed=1)
+    y = torch.tensor([1.0, 2.0, 3.0, 4.0])[cats[:, 0]]
+    model = TabularModel([4], 1, layers=(16,), ps=(0.0,), emb_drop=0.0)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-2)
+    for _ in range(100):
+        loss = torch.nn.functional.mse_loss(model((cats, conts)), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05
+
+
+def test_model_rejects_wrong_inputs():
+    with pytest.raises(ValueError, match="dropout"):
+        TabularModel([5], 1, layers=(4, 4), ps=(0.1,))
+    with pytest.raises(ValueError, match="categorical columns"):
+        TabularModel([5], 2)(batch(cards=(5, 3)))
+
+
+def test_exp_rmspe_is_on_sales_not_logs():
+    y = torch.tensor([100.0, 200.0])
+    pred = torch.tensor([110.0, 180.0])
+    expected = math.sqrt(((10 / 100) ** 2 + (20 / 200) ** 2) / 2)
+    assert exp_rmspe(pred.log(), y.log()).item() == pytest.approx(expected)
+    assert exp_rmspe(y.log(), y.log()).item() == 0
+    with pytest.raises(ValueError, match="shape"):
+        exp_rmspe(y.log(), y[:1].log())
+
+
+def test_y_range_is_a_little_wider_than_targets():
+    lo, hi = y_range_for(np.log([100.0, 5000.0]))
+    assert lo == 0 and hi == pytest.approx(1.2 * np.log(5000))
+
+
+def test_loader_covers_every_row_once_in_seeded_order():
+    cats, conts = batch(n=10)
+    y = torch.arange(10.0)
+    shuffled = dict(batch_size=4, shuffle=True)
+    loader = TensorLoader(cats, conts, y, **shuffled, generator=torch.Generator().manual_seed(0))
+    assert len(loader) == 3
+    seen = torch.cat([yb for _, yb in loader])
+    assert sorted(seen.tolist()) == list(range(10)) and seen.tolist() != list(range(10))
+    (xc, xn), yb = next(iter(TensorLoader(cats, conts, y, batch_size=4)))
+    torch.testing.assert_close(xc, cats[:4])
+    torch.testing.assert_close(yb, y[:4])
+    again = TensorLoader(cats, conts, y, **shuffled, generator=torch.Generator().manual_seed(0))
+    assert torch.cat([yb for _, yb in again]).tolist() == seen.tolist()
+    assert len(TensorLoader(cats, conts, y, batch_size=4, drop_last=True)) == 2
+    with pytest.raises(ValueError, match="row counts"):
+        TensorLoader(cats, conts, y[:5])
