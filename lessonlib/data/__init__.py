@@ -1,11 +1,11 @@
 """Datasets: `imdb(size)`, `rossmann(size)` (folders in the cache) and `imdb_reviews(size, split)`.
 
-`fetch.py` fills the cache (mirror, download, verification, safe extraction, locking);
+`cache.py` fills the cache (mirror, download, verification, safe extraction, locking);
 `datasets.py` knows the two datasets and how their samples are cut.
 """
 
 from lessonlib.data.datasets import IMDB, ROSSMANN, imdb, imdb_reviews, rossmann
-from lessonlib.data.fetch import (
+from lessonlib.data.cache import (
     CACHE_ENV,
     MIRROR_ENV,
     Archive,

@@ -13,6 +13,7 @@ Mirrors (`LESSONLIB_DATA_MIRROR`, folders separated by `os.pathsep`) are read-on
 
 import gzip
 import hashlib
+import http.client
 import json
 import os
 import shutil
@@ -196,8 +197,10 @@ def download(archive: Archive, dest: Path) -> Path:
                         out.write(chunk)
                         bar.update(len(chunk))
                     bar.close()
-            except (urllib.error.URLError, OSError) as error:
-                raise DataUnavailableError(str(getattr(error, "reason", error))) from error
+            except urllib.error.HTTPError as error:
+                raise DataUnavailableError(str(error)) from error
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+                raise DataUnavailableError(str(getattr(error, "reason", None) or repr(error))) from error
         got = tmp.stat().st_size
         for expected in (announced, archive.size):
             if expected is not None and got != expected:

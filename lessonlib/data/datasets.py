@@ -6,7 +6,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from lessonlib.data.fetch import Archive, Dataset, Files, fetch
+from lessonlib.data.cache import Archive, Dataset, Files, fetch
 
 IMDB_SPLITS = {"train": ("neg", "pos"), "test": ("neg", "pos"), "unsup": ("unsup",)}
 IMDB_LABELS = {"neg": 0, "pos": 1, "unsup": -1}
