@@ -54,9 +54,10 @@ def even_files(files):
             yield name, read()
 
 
-def toy(full=None, sample=None) -> Dataset:
-    return Dataset("toy", {"full": (full or Archive("toy.tar.gz"),), "sample": (sample or Archive("toy_sample.tgz"),)},
-                   make_sample=even_files, expected=("toy/0.txt",))
+def toy(full=None) -> Dataset:
+    """A dataset of a few text files; `full` replaces the spec of its full archive."""
+    archives = {"full": (full or Archive("toy.tar.gz"),), "sample": (Archive("toy_sample.tgz"),)}
+    return Dataset("toy", archives, make_sample=even_files, expected=("toy/0.txt",))
 
 
 def tree(folder: Path) -> dict[str, bytes]:
@@ -187,8 +188,8 @@ def test_download_goes_to_the_cache_after_checks(dirs, server):
     cache, _ = dirs
     www, base = server
     archive = make_archive(www / "toy.tar.gz", FILES)
-    spec = Archive("toy.tar.gz", url=f"{base}/toy.tar.gz", size=archive.stat().st_size, sha256=sha256(archive),
-                   md5=hashlib.md5(archive.read_bytes()).hexdigest())
+    spec = Archive("toy.tar.gz", url=f"{base}/toy.tar.gz", size=archive.stat().st_size,
+                   sha256=sha256(archive), md5=hashlib.md5(archive.read_bytes()).hexdigest())
     assert tree(fetch(toy(full=spec), "full")) == FILES
     assert (cache / "toy.tar.gz").read_bytes() == archive.read_bytes()
     assert not list(cache.glob("*.part"))

@@ -4,7 +4,6 @@
 `datasets.py` knows the two datasets and how their samples are cut.
 """
 
-from lessonlib.data.datasets import IMDB, ROSSMANN, imdb, imdb_reviews, rossmann
 from lessonlib.data.cache import (
     CACHE_ENV,
     MIRROR_ENV,
@@ -17,6 +16,7 @@ from lessonlib.data.cache import (
     fetch,
     mirror_dirs,
 )
+from lessonlib.data.datasets import IMDB, ROSSMANN, imdb, imdb_reviews, rossmann
 
 __all__ = ["IMDB", "ROSSMANN", "imdb", "imdb_reviews", "rossmann", "CACHE_ENV", "MIRROR_ENV", "Archive",
            "CorruptArchiveError", "DataError", "Dataset", "DataUnavailableError", "cache_dir", "fetch",
