@@ -23,8 +23,9 @@ notebooks: $(BIN)/.installed
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 
+# Notebooks first: the browser test's widget cells load the models they save.
 test: lint
-	LESSONLIB_PROGRESS=0 $(BIN)/python -m pytest tests notebooks \
+	LESSONLIB_PROGRESS=0 $(BIN)/python -m pytest notebooks tests \
 		--nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 900 \
 		-q -rs --durations=15
 

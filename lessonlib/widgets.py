@@ -1,0 +1,133 @@
+"""Small ipywidgets explorers for the notebooks.
+
+In JupyterLab they are live. In batch runs (nbval, papermill: LESSONLIB_PROGRESS=0) they render once,
+statically, at their default value, so stored outputs stay deterministic.
+"""
+
+from collections.abc import Callable
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from IPython.display import display
+
+from .core import progress_enabled
+
+
+def interactive() -> bool:
+    """Live widgets in a user's session; static output in batch runs."""
+    return progress_enabled()
+
+
+def _show(fig) -> None:
+    display(fig)
+    plt.close(fig)
+
+
+def _dropout_figure(p: float, activations: torch.Tensor, seed: int):
+    from .dropout import inverted_dropout
+
+    gen = torch.Generator().manual_seed(seed)
+    dropped = inverted_dropout(activations, p, generator=gen)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    vmax = float(dropped.max()) if p < 1 else 1.0
+    for ax, data, title in ((axes[0], activations, "activations"), (axes[1], dropped, f"after dropout p={p:.2f}")):
+        im = ax.imshow(data.numpy(), cmap="viridis", vmin=0, vmax=vmax)
+        ax.set_title(title)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(im, ax=axes, shrink=0.8)
+    kept = dropped[dropped != 0]
+    ratio = float(kept.mean() / activations[dropped != 0].mean()) if kept.numel() else float("nan")
+    fig.suptitle(f"kept {kept.numel()}/{activations.numel()} units, each scaled by 1/(1-p) = {ratio:.2f}; "
+                 f"mean {float(activations.mean()):.3f} -> {float(dropped.mean()):.3f}", fontsize=10)
+    return fig
+
+
+def dropout_explorer(p: float = 0.5, shape: tuple[int, int] = (8, 16), seed: int = 0):
+    """A slider for p beside an activation map before and after inverted dropout."""
+    activations = torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+    if not interactive():
+        _show(_dropout_figure(p, activations, seed))
+        return None
+    import ipywidgets as w
+
+    slider = w.FloatSlider(value=p, min=0.0, max=0.95, step=0.05, description="p", continuous_update=False)
+    out = w.interactive_output(lambda p: _show(_dropout_figure(p, activations, seed)), {"p": slider})
+    box = w.VBox([slider, out])
+    box.add_class("lessonlib-dropout-explorer")
+    return box
+
+
+def _pca_2d(weights: np.ndarray) -> np.ndarray:
+    centred = weights - weights.mean(0, keepdims=True)
+    if centred.shape[1] < 2:
+        return np.hstack([centred, np.zeros_like(centred)])
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    return centred @ vt[:2].T
+
+
+def _embedding_figure(name: str, weights: np.ndarray, labels: list, colour: list | None):
+    xy = _pca_2d(np.asarray(weights, dtype=np.float64))
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    if colour is None:
+        ax.scatter(xy[:, 0], xy[:, 1], s=18)
+    else:
+        for value in sorted(set(colour), key=str):
+            idx = [i for i, c in enumerate(colour) if c == value]
+            ax.scatter(xy[idx, 0], xy[idx, 1], s=18, label=str(value))
+        ax.legend(fontsize=8, title="colour")
+    if len(labels) <= 60:
+        for (x, y), label in zip(xy, labels, strict=True):
+            ax.annotate(str(label), (x, y), fontsize=8, alpha=0.8)
+    ax.set_title(f"{name}: learned embedding, first two principal components")
+    return fig
+
+
+def embedding_explorer(embeddings: dict[str, tuple], default: str | None = None):
+    """Pick a categorical variable and see its embedding projected to 2-D (PCA).
+
+    `embeddings` maps a variable name to `(weights, labels)` or `(weights, labels, colour)`:
+    weights is (n_levels, dim), labels names each row, colour (optional) groups rows for colouring.
+    """
+    if not embeddings:
+        raise ValueError("embedding_explorer needs at least one variable: got an empty dict")
+    names = list(embeddings)
+    default = default or names[0]
+
+    def draw(name):
+        weights, labels, *rest = embeddings[name]
+        _show(_embedding_figure(name, weights, list(labels), list(rest[0]) if rest else None))
+
+    if not interactive():
+        draw(default)
+        return None
+    import ipywidgets as w
+
+    pick = w.Dropdown(options=names, value=default, description="variable")
+    box = w.VBox([pick, w.interactive_output(draw, {"name": pick})])
+    box.add_class("lessonlib-embedding-explorer")
+    return box
+
+
+def text_box(fn: Callable[[str], str], example: str, description: str = "text", button: str = "Run"):
+    """A text box and a button: shows `fn(text)` for what the user typed. Static: shows `fn(example)`."""
+    if not interactive():
+        print(f"{description}: {example}\n-> {fn(example)}")
+        return None
+    import ipywidgets as w
+
+    box_in = w.Textarea(value=example, description=description, layout=w.Layout(width="95%", height="4em"))
+    run = w.Button(description=button, button_style="primary")
+    out = w.Output()
+
+    def on_click(_):
+        with out:
+            out.clear_output()
+            print(fn(box_in.value))
+
+    run.on_click(on_click)
+    on_click(None)
+    box = w.VBox([box_in, run, out])
+    box.add_class("lessonlib-text-box")
+    return box
