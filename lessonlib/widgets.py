@@ -31,7 +31,8 @@ def _dropout_figure(p: float, activations: torch.Tensor, seed: int):
     dropped = inverted_dropout(activations, p, generator=gen)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     vmax = float(dropped.max()) if p < 1 else 1.0
-    for ax, data, title in ((axes[0], activations, "activations"), (axes[1], dropped, f"after dropout p={p:.2f}")):
+    panels = ((axes[0], activations, "activations"), (axes[1], dropped, f"after dropout p={p:.2f}"))
+    for ax, data, title in panels:
         im = ax.imshow(data.numpy(), cmap="viridis", vmin=0, vmax=vmax)
         ax.set_title(title)
         ax.set_xticks([])

@@ -54,8 +54,8 @@ class Lab:
         news = tmp / "settings" / "@jupyterlab" / "apputils-extension"
         news.mkdir(parents=True)
         (news / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
-        env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp / "config"), JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
-                   JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"),
+        env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp / "config"),
+                   JUPYTER_RUNTIME_DIR=str(tmp / "runtime"), JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"),
                    JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"), LESSONLIB_PROGRESS="1")
         self.log = open(tmp / "lab.log", "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
@@ -77,7 +77,8 @@ class Lab:
                 time.sleep(0.5)
 
     def api(self, path: str):
-        req = urllib.request.Request(f"{self.url}/api/{path}", headers={"Authorization": f"token {self.token}"})
+        headers = {"Authorization": f"token {self.token}"}
+        req = urllib.request.Request(f"{self.url}/api/{path}", headers=headers)
         with urllib.request.urlopen(req, timeout=10) as r:
             return json.loads(r.read())
 
@@ -161,7 +162,8 @@ def run_command(page, label: str):
 
 def rendered_images(page) -> int:
     return page.evaluate(
-        "() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output img')]"
+        "() => [...document.querySelectorAll("
+        "'.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output img')]"
         ".filter(img => img.complete && img.naturalWidth > 0).length")
 
 
@@ -200,6 +202,12 @@ def output_image_src(widget) -> str:
     return img.get_attribute("src")
 
 
+def wait_image_changed(page, box, before: str):
+    page.wait_for_function(
+        "([el, src]) => { const i = el.querySelector('img'); return i && i.src !== src; }",
+        arg=[box.element_handle(), before], timeout=60_000)
+
+
 def exercise_widgets(page, lab: Lab):
     """Use each live widget as a person would: move the slider, pick a variable, type and run."""
     used = 0
@@ -209,8 +217,7 @@ def exercise_widgets(page, lab: Lab):
         page.keyboard.press("ArrowRight")
         page.keyboard.press("ArrowRight")
         wait_idle(page, lab, timeout=60)
-        page.wait_for_function("([el, src]) => { const i = el.querySelector('img'); return i && i.src !== src; }",
-                               arg=[box.element_handle(), before], timeout=60_000)
+        wait_image_changed(page, box, before)
         used += 1
     for box in page.locator(".lessonlib-embedding-explorer").all():
         before = output_image_src(box)
@@ -218,8 +225,7 @@ def exercise_widgets(page, lab: Lab):
         options = select.locator("option").all_inner_texts()
         select.select_option(options[-1])
         wait_idle(page, lab, timeout=60)
-        page.wait_for_function("([el, src]) => { const i = el.querySelector('img'); return i && i.src !== src; }",
-                               arg=[box.element_handle(), before], timeout=60_000)
+        wait_image_changed(page, box, before)
         used += 1
     for box in page.locator(".lessonlib-text-box").all():
         box.locator("textarea").fill("This movie was")
@@ -239,7 +245,8 @@ def saved_errors(page, lab: Lab, name: str) -> list[str]:
     while (lab.root / name).stat().st_mtime_ns == before and time.time() < deadline:
         time.sleep(0.2)
     nb = nbformat.read(lab.root / name, as_version=4)
-    return [f"{o.ename}: {o.evalue}" for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    outputs = [o for c in nb.cells for o in c.get("outputs", [])]
+    return [f"{o.ename}: {o.evalue}" for o in outputs if o.output_type == "error"]
 
 
 @pytest.mark.skipif(not (ROOT / "notebooks" / RUN_FULLY).exists(), reason=f"{RUN_FULLY} not written yet")
