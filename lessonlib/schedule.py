@@ -1,0 +1,41 @@
+"""Learning-rate schedules: a function of training progress `pct` in [0, 1] that returns
+(lr multiplier, beta1/momentum). The Learner multiplies each layer group's peak LR by the first.
+
+Imports nothing of ours.
+"""
+
+import math
+
+
+def cosine(start: float, end: float, pct: float) -> float:
+    """Cosine interpolation from `start` (pct=0) to `end` (pct=1)."""
+    return end + (start - end) / 2 * (1 + math.cos(math.pi * pct))
+
+
+def one_cycle(pct: float, pct_start: float = 0.25, div: float = 25.0, div_final: float = 1e5,
+              moms: tuple = (0.95, 0.85)) -> tuple[float, float]:
+    """Leslie Smith's one cycle: warm up from lr/div to lr over `pct_start` of training, then anneal to
+    lr/div_final, both with cosine curves; momentum moves the other way (high, low, high)."""
+    if pct < pct_start:
+        p = pct / pct_start
+        return cosine(1 / div, 1.0, p), cosine(moms[0], moms[1], p)
+    p = (pct - pct_start) / (1 - pct_start)
+    return cosine(1.0, 1 / div_final, p), cosine(moms[1], moms[0], p)
+
+
+def constant(pct: float, mom: float = 0.9) -> tuple[float, float]:
+    """The same LR and momentum throughout."""
+    return 1.0, mom
+
+
+SCHEDULES = {"one_cycle": one_cycle, "constant": constant}
+
+
+def get_schedule(name):
+    """A schedule by name ("one_cycle" or "constant"), or a callable `pct -> (lr_mult, mom)` as is."""
+    if callable(name):
+        return name
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown schedule {name!r}: use one of {sorted(SCHEDULES)} or a callable "
+                         "pct -> (lr multiplier, momentum)")
+    return SCHEDULES[name]

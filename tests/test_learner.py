@@ -1,0 +1,291 @@
+import math
+
+import matplotlib
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lessonlib.learner import Learner, accuracy
+from lessonlib.schedule import constant, get_schedule, one_cycle
+
+matplotlib.use("Agg")
+
+
+def make_data(n=256, d=8, seed=0):
+    w = torch.randn(d, generator=torch.Generator().manual_seed(1234))  # one true rule for every split
+    x = torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
+    y = (x @ w > 0).long()
+    return TensorDataset(x, y)
+
+
+def loaders(bs=32, seed=0, n=256):
+    """The same data every time; `seed` only seeds the shuffling."""
+    train, valid = make_data(n, seed=0), make_data(n // 2, seed=1)
+    return (DataLoader(train, batch_size=bs, shuffle=True, generator=torch.Generator().manual_seed(seed)),
+            DataLoader(valid, batch_size=bs * 2))
+
+
+class TwoGroups(nn.Module):
+    def __init__(self, d=8, h=16, p=0.1):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Dropout(p))
+        self.head = nn.Linear(h, 2)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+    def layer_groups(self):
+        return [self.body, self.head]
+
+
+def make_learner(seed=0, **kw):
+    torch.manual_seed(seed)
+    train_dl, valid_dl = loaders(seed=seed)
+    return Learner(TwoGroups(), train_dl, valid_dl, F.cross_entropy, metrics={"acc": accuracy}, **kw)
+
+
+def params(model):
+    return [p.detach().clone() for p in model.parameters()]
+
+
+class Recorder:
+    """Records the first group's LR and beta1 at every training batch."""
+
+    def __init__(self):
+        self.lrs, self.moms = [], []
+
+    def before_batch(self, learn, batch):
+        if learn.training:
+            self.lrs.append(learn.opt.param_groups[0]["lr"])
+            self.moms.append(learn.opt.param_groups[0]["betas"][0])
+        return batch
+
+
+def test_loss_falls_and_history_has_one_row_per_epoch(capsys):
+    learn = make_learner()
+    before = learn.evaluate()
+    hist = learn.fit(4, 5e-2)
+    after = learn.evaluate()
+    assert list(hist.columns) == ["epoch", "train_loss", "valid_loss", "acc", "seconds"]
+    assert hist["epoch"].tolist() == [0, 1, 2, 3]
+    assert after["loss"] < 0.5 * before["loss"] and after["acc"] > 0.9
+    assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[0]
+    assert math.isclose(hist["valid_loss"].iloc[-1], after["loss"], rel_tol=1e-6)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split() == ["epoch", "train_loss", "valid_loss", "acc", "time"]
+    assert len(lines) == 5 and lines[-1].split()[-1].endswith("s")
+    assert lines[-1].split()[2] == f"{after['loss']:.4f}"
+
+
+def test_show_false_prints_nothing(capsys):
+    make_learner().fit(1, 1e-2, show=False)
+    assert capsys.readouterr().out == ""
+
+
+def test_one_cycle_lr_and_momentum_at_known_steps():
+    rec = Recorder()
+    learn = make_learner(callbacks=[rec])
+    learn.fit(2, 0.1, show=False)  # 8 batches per epoch -> 16 steps, warm-up ends at step 4
+    n = 16
+    assert len(rec.lrs) == n
+    assert rec.lrs[0] == pytest.approx(0.1 / 25) and rec.moms[0] == pytest.approx(0.95)
+    assert rec.lrs[4] == pytest.approx(0.1) and rec.moms[4] == pytest.approx(0.85)
+    assert max(rec.lrs) == pytest.approx(0.1)
+    assert all(a < b for a, b in zip(rec.lrs[:4], rec.lrs[1:5], strict=True))
+    assert all(a > b for a, b in zip(rec.lrs[4:-1], rec.lrs[5:], strict=True))
+    assert rec.lrs[-1] == pytest.approx(0.1 * one_cycle(15 / 16)[0])
+    assert one_cycle(1.0)[0] == pytest.approx(1 / 1e5)
+    assert one_cycle(0.625)[0] == pytest.approx((1 + 1e-5) / 2)
+
+
+def test_constant_schedule_and_bad_schedule_name():
+    rec = Recorder()
+    make_learner(callbacks=[rec]).fit(1, 0.03, schedule="constant", show=False)
+    assert rec.lrs == [pytest.approx(0.03)] * 8 and constant(0.5) == (1.0, 0.9)
+    with pytest.raises(ValueError, match="one_cycle"):
+        get_schedule("cosine_restarts")
+
+
+def test_clipping_bounds_the_global_grad_norm():
+    norms = []
+
+    class Spy(torch.optim.AdamW):
+        def step(self, closure=None):
+            grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+            norms.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item())
+            return super().step(closure)
+
+    make_learner(opt_func=Spy).fit(1, 1e-2, show=False)
+    unclipped = max(norms)
+    norms.clear()
+    clip = unclipped / 10
+    make_learner(opt_func=Spy, clip=clip).fit(1, 1e-2, show=False)
+    assert max(norms) <= clip * (1 + 1e-5)
+
+
+def test_frozen_groups_do_not_change_and_unfreeze_restores():
+    learn = make_learner()
+    learn.freeze_to(1)
+    body, head = params(learn.model.body), params(learn.model.head)
+    learn.fit(1, 1e-2, show=False)
+    assert all(torch.equal(a, b) for a, b in zip(body, params(learn.model.body), strict=True))
+    assert not any(torch.equal(a, b) for a, b in zip(head, params(learn.model.head), strict=True))
+    learn.unfreeze()
+    learn.fit(1, 1e-2, show=False)
+    assert not torch.equal(body[0], learn.model.body[0].weight)
+
+
+def test_discriminative_lrs_reach_the_optimizer():
+    learn = make_learner()
+    seen = []
+
+    class Cb:
+        def after_epoch(self, learn):
+            seen.append([g["lr"] for g in learn.opt.param_groups])
+
+    learn.callbacks = [Cb()]
+    learn.fit(1, slice(1e-4, 1e-2), schedule="constant", show=False)
+    assert seen[-1] == [pytest.approx(1e-4), pytest.approx(1e-2)]
+    assert learn.group_lrs(slice(1e-2)) == [pytest.approx(1e-3), pytest.approx(1e-2)]
+    assert learn.group_lrs([1e-3, 2e-3]) == [1e-3, 2e-3]
+    with pytest.raises(ValueError, match="2 layer groups"):
+        learn.group_lrs([1e-3, 1e-3, 1e-3])
+
+
+def test_lr_find_leaves_model_optimizer_and_rng_unchanged():
+    learn = make_learner()
+    learn.fit(1, 1e-2, show=False)
+    before, opt_state = params(learn.model), learn.opt.state_dict()["state"][0]["exp_avg"].clone()
+    rng = torch.get_rng_state()
+    lr = learn.lr_find(num_it=30, show=True)
+    assert all(torch.equal(a, b) for a, b in zip(before, params(learn.model), strict=True))
+    assert torch.equal(opt_state, learn.opt.state_dict()["state"][0]["exp_avg"])
+    assert torch.equal(rng, torch.get_rng_state())
+    res = learn.lr_find_results
+    assert 1e-7 <= lr <= 10 and lr == pytest.approx(res["lr"][res["loss"].idxmin()] / 10)
+    assert res["lr"].is_monotonic_increasing and len(res) <= 30
+
+
+def test_callbacks_see_training_flag_and_can_change_the_loss():
+    events = []
+
+    class Cb:
+        def before_fit(self, learn):
+            events.append("fit")
+
+        def before_epoch(self, learn):
+            events.append(("epoch", learn.epoch, learn.training))
+
+        def before_validate(self, learn):
+            events.append(("validate", learn.training))
+
+        def after_loss(self, learn, loss, pred, target):
+            return loss + 100.0 if learn.training else loss
+
+    learn = make_learner(callbacks=[Cb()])
+    learn.fit(1, 1e-3, show=False)
+    assert events == ["fit", ("epoch", 0, True), ("validate", False)]
+    assert learn.history["train_loss"][0] > 100 > learn.history["valid_loss"][0]
+
+
+def test_metrics_are_weighted_by_batch_size_and_match_get_preds():
+    learn = make_learner()
+    learn.fit(1, 1e-2, show=False)
+    ds = make_data(100, seed=5)
+    uneven = DataLoader(ds, batch_size=30)  # batches of 30, 30, 30, 10
+    preds, targets = learn.get_preds(uneven)
+    assert preds.shape == (100, 2) and torch.equal(targets, ds.tensors[1])
+    stats = learn.evaluate(uneven)
+    assert stats["acc"] == pytest.approx(accuracy(preds, targets).item())
+    assert stats["loss"] == pytest.approx(F.cross_entropy(preds, targets).item(), rel=1e-5)
+    assert not learn.model.training
+
+
+def test_empty_loader_is_a_clear_error():
+    learn = make_learner()
+    learn.train_dl = DataLoader(make_data(10), batch_size=32, drop_last=True)
+    with pytest.raises(ValueError, match="train_dl is empty"):
+        learn.fit(1, 1e-2, show=False)
+    with pytest.raises(ValueError, match="is empty"):
+        learn.evaluate(DataLoader(TensorDataset(torch.zeros(0, 8), torch.zeros(0).long()), batch_size=4))
+
+
+def test_nan_loss_stops_with_epoch_batch_and_advice():
+    ds = make_data(64)
+    ds.tensors[0][40] = float("nan")  # batch 5 of 8 (batch size 8, no shuffle)
+    torch.manual_seed(0)
+    learn = Learner(TwoGroups(), DataLoader(ds, batch_size=8), None, F.cross_entropy)
+    with pytest.raises(FloatingPointError, match=r"epoch 0, batch 5.*Lower the learning rate"):
+        learn.fit(1, 1e-2, show=False)
+    assert all(torch.isfinite(p).all() for p in learn.model.parameters())  # stopped before the step
+
+
+def test_bad_arguments_are_clear_errors():
+    with pytest.raises(ValueError, match="loss_func"):
+        Learner(TwoGroups(), *loaders())
+    with pytest.raises(ValueError, match="fp16"):
+        make_learner(amp="fp16")
+    with pytest.raises(ValueError, match="start_epoch"):
+        make_learner().fit(2, 1e-2, start_epoch=2)
+
+
+def test_bf16_autocast_on_cpu_trains_like_fp32():
+    dtypes = set()
+
+    class Spy:
+        def after_loss(self, learn, loss, pred, target):
+            dtypes.add(pred.dtype)
+
+    learn = make_learner(amp="bf16", callbacks=[Spy()])
+    start = learn.evaluate()["loss"]
+    learn.fit(3, 5e-2, show=False)
+    fp32 = make_learner()
+    fp32.fit(3, 5e-2, show=False)
+    assert dtypes == {torch.bfloat16} and make_learner().amp_dtype is None
+    assert learn.history["valid_loss"].iloc[-1] < 0.7 * start
+    final, final_fp32 = learn.history["valid_loss"].iloc[-1], fp32.history["valid_loss"].iloc[-1]
+    assert final == pytest.approx(final_fp32, abs=0.05)
+
+
+def test_plot_losses_draws_train_and_valid(tmp_path):
+    import matplotlib.pyplot as plt
+
+    learn = make_learner()
+    with pytest.raises(RuntimeError, match="fit"):
+        learn.plot_losses()
+    learn.fit(2, 1e-2, show=False)
+    ax = plt.subplots()[1]
+    learn.plot_losses(ax=ax)
+    train, valid = ax.get_lines()
+    assert len(train.get_xdata()) == 16 and list(valid.get_xdata()) == [8, 16]
+    assert list(valid.get_ydata()) == learn.history["valid_loss"].tolist()
+    plt.close("all")
+
+
+def test_resume_is_exact(tmp_path):
+    straight = make_learner(seed=0)
+    straight.fit(2, 1e-2, show=False)
+
+    class Crash(Exception):
+        pass
+
+    class CrashInSecondEpoch:
+        def before_epoch(self, learn):
+            if learn.epoch == 1:
+                raise Crash
+
+    ckpt = tmp_path / "run" / "ckpt.pt"
+    crashed = make_learner(seed=0, callbacks=[CrashInSecondEpoch()])
+    with pytest.raises(Crash):
+        crashed.fit(2, 1e-2, show=False, checkpoint=ckpt)
+    assert ckpt.exists() and not list(ckpt.parent.glob("*.tmp"))
+
+    torch.manual_seed(123)  # a fresh process: other RNG state, other initial weights
+    resumed = make_learner(seed=7)
+    resumed.load(ckpt)
+    assert resumed.epoch == 1 and len(resumed.history) == 1
+    resumed.fit(2, 1e-2, show=False, start_epoch=resumed.epoch)
+    assert all(torch.equal(a, b) for a, b in zip(params(straight.model), params(resumed.model), strict=True))
+    assert resumed.history.drop(columns="seconds").equals(straight.history.drop(columns="seconds"))
