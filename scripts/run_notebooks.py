@@ -8,6 +8,7 @@ notebook that fails, naming it and the executed copy that shows the error.
 """
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ def main(argv=None) -> int:
     ap.add_argument("notebooks", nargs="*", type=Path, help="default: every notebook in notebooks/")
     args = ap.parse_args(argv)
 
+    os.environ["LESSONLIB_PROGRESS"] = "0"  # kernels write to files: static widgets, no bars in them
     out_dir = args.out / args.preset
     out_dir.mkdir(parents=True, exist_ok=True)
     for nb in args.notebooks or notebooks():
@@ -38,12 +40,12 @@ def main(argv=None) -> int:
         try:
             papermill.execute_notebook(
                 str(nb), str(target), parameters={"preset": args.preset}, cwd=str(nb.parent),
-                prepare_only=args.dry_run, progress_bar=False, kernel_name="python3",
+                prepare_only=args.dry_run, progress_bar=not args.dry_run, kernel_name="python3",
             )
         except papermill.PapermillExecutionError as err:
             print(f"FAILED: {nb.name}: {err.ename}: {err.evalue}\n  see {target}", file=sys.stderr)
             return 1
-        print(f"    ok in {time.perf_counter() - start:.0f}s -> {target.relative_to(ROOT)}", flush=True)
+        print(f"    ok in {time.perf_counter() - start:.0f}s -> {target}", flush=True)
     return 0
 
 
