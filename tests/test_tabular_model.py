@@ -96,3 +96,11 @@ def test_loader_covers_every_row_once_in_seeded_order():
     assert len(TensorLoader(cats, conts, y, batch_size=4, drop_last=True)) == 2
     with pytest.raises(ValueError, match="row counts"):
         TensorLoader(cats, conts, y[:5])
+
+
+def test_y_init_starts_predictions_at_the_given_value():
+    model = TabularModel([5, 3], 2, layers=(16,), ps=(0.0,), y_range=(0.0, 12.0), y_init=8.5).eval()
+    out = model(batch(n=64))
+    assert (out - 8.5).abs().max() < 0.5
+    with pytest.raises(ValueError, match="inside y_range"):
+        TabularModel([5], 1, y_range=(0.0, 1.0), y_init=3.0)

@@ -29,13 +29,17 @@ class TabularModel(nn.Module):
     """Embeddings for the categories + batch-normed continuous inputs -> Linear-ReLU-BN-Dropout blocks ->
     Linear, squashed by a sigmoid into `y_range` when given.
 
+    `y_init` (e.g. the mean training target) starts the output there: the head's bias is set to give
+    it and its weights start small, so the first epoch is not spent undoing a random offset.
+
     With `one_hot=True` each category is fed as a one-hot vector instead (a frozen identity
     "embedding" whose width is the number of codes), so the same network can be compared without
     learned embeddings.
     """
 
     def __init__(self, cardinalities, n_cont: int, sizes=None, layers=(1000, 500), ps=(0.001, 0.01),
-                 emb_drop: float = 0.04, y_range=None, use_bn: bool = True, one_hot: bool = False):
+                 emb_drop: float = 0.04, y_range=None, use_bn: bool = True, one_hot: bool = False,
+                 y_init: float | None = None):
         super().__init__()
         cardinalities = list(cardinalities)
         if len(ps) != len(layers):
@@ -69,6 +73,15 @@ class TabularModel(nn.Module):
             if isinstance(m, nn.Linear):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
                 nn.init.zeros_(m.bias)
+        if y_init is not None:
+            nn.init.normal_(self.head.weight, std=0.01)
+            start = float(y_init)
+            if self.y_range is not None:
+                lo, hi = self.y_range
+                if not lo < start < hi:
+                    raise ValueError(f"y_init={start} must lie inside y_range={self.y_range}")
+                start = torch.logit(torch.tensor((start - lo) / (hi - lo))).item()
+            nn.init.constant_(self.head.bias, start)
 
     @property
     def n_inputs(self) -> int:

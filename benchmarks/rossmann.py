@@ -1,0 +1,106 @@
+"""Rossmann benchmark: feature-engineering time, exp-RMSPE on the lesson's window and on the forecast
+split, training throughput and the matmul FLOP rate against this machine's fp32 GEMM peak.
+
+    python benchmarks/rossmann.py                       # full preset: all 1,115 stores (long)
+    python benchmarks/rossmann.py --max-rows 200000 --epochs 1 --skip-forecast   # throughput only
+
+Targets (2 CPU cores): join + features of all 1,058,297 train+test rows <= 15 s; exp-RMSPE <= 0.095 on
+2014-08-01..2014-09-17 within 30 minutes; achieved matmul FLOP rate >= 35% of the measured GEMM peak.
+"""
+
+import argparse
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lessonlib.core import seed_everything
+from lessonlib.data import rossmann
+from lessonlib.learner import Learner
+from lessonlib.tabular import features
+from lessonlib.tabular.loader import frame_loader
+from lessonlib.tabular.model import TabularModel, exp_rmspe, y_range_for
+from lessonlib.tabular.preprocess import TabularProcessor
+
+
+def gemm_peak(n: int = 2048, repeats: int = 10) -> float:
+    """Best fp32 GFLOP/s of an n x n matmul on the CPU with the current thread count."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm-up
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def train_and_score(train, valid, args, label: str) -> dict:
+    """Fit the processor on `train`, train the lesson's network through the Learner, score `valid`."""
+    seed_everything(args.seed)
+    proc = TabularProcessor(features.CAT_NAMES, features.CONT_NAMES).fit(train)
+    train_dl = frame_loader(proc, train, batch_size=args.bs, shuffle=True, seed=args.seed)
+    valid_dl = frame_loader(proc, valid, batch_size=8192)
+    log_y = np.log(train["Sales"].to_numpy())
+    model = TabularModel(proc.cardinalities, len(features.CONT_NAMES), layers=args.layers, ps=(0.001, 0.01),
+                         emb_drop=0.04, y_range=y_range_for(log_y), y_init=float(log_y.mean()))
+    learn = Learner(model, train_dl, valid_dl, F.mse_loss, device="cpu")
+    print(f"[{label}] train {len(train):,} rows, valid {len(valid):,} rows, {model.n_inputs} inputs, "
+          f"layers {args.layers}, batch {args.bs}, {args.epochs} epochs at lr {args.lr}")
+    start = time.perf_counter()
+    learn.fit(args.epochs, args.lr)
+    seconds = time.perf_counter() - start
+    preds, targets = learn.get_preds(valid_dl)
+    flops = args.epochs * (model.matmul_flops(len(train)) + model.matmul_flops(len(valid), backward=False))
+    return {"rmspe": exp_rmspe(preds, targets).item(), "seconds": seconds,
+            "rows_per_s": args.epochs * len(train) / seconds, "gflops": flops / seconds / 1e9}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="full", choices=["full", "sample"])
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument("--bs", type=int, default=2048)
+    parser.add_argument("--layers", type=lambda s: tuple(int(v) for v in s.split(",")), default=(1000, 500))
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--max-rows", type=int, default=None, help="train on a random subset (short runs)")
+    parser.add_argument("--skip-forecast", action="store_true", help="only the lesson's split")
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cpus, "
+          f"load average {os.getloadavg()[0]:.1f}")
+
+    folder = rossmann(args.preset)
+    start = time.perf_counter()
+    train, test = features.build(folder)
+    build_s = time.perf_counter() - start
+    print(f"join + features: {len(train) + len(test):,} rows ({len(train):,} train + {len(test):,} test), "
+          f"{train.shape[1]} columns in {build_s:.1f}s (target <= 15 s)")
+
+    peak = gemm_peak()
+    print(f"fp32 GEMM peak (2048^3 matmul, best of 10): {peak:.1f} GFLOP/s")
+
+    rows = features.sales_rows(train)
+    runs = [("lesson window", features.LESSON_VALID, False)]
+    if not args.skip_forecast:
+        runs.append(("forecast split", features.FORECAST_VALID, True))
+    for label, window, forecast in runs:
+        fit_rows, valid = features.split(rows, window, forecast=forecast)
+        if args.max_rows and len(fit_rows) > args.max_rows:
+            fit_rows = fit_rows.sample(args.max_rows, random_state=args.seed)
+        r = train_and_score(fit_rows, valid, args, label)
+        print(f"[{label}] exp-RMSPE {r['rmspe']:.4f} on {window[0]}..{window[1]}; "
+              f"training {r['seconds']:.0f}s ({r['seconds'] / 60:.1f} min), {r['rows_per_s']:,.0f} rows/s, "
+              f"matmul {r['gflops']:.1f} GFLOP/s = {100 * r['gflops'] / peak:.0f}% of the GEMM peak")
+    print(f"GEMM peak re-measured after training: {gemm_peak():.1f} GFLOP/s, "
+          f"load average {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
