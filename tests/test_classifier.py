@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 import torch
-from torch import nn
+import torch.nn.functional as F
 
+from lessonlib.learner import Learner, accuracy
+from lessonlib.text.awd_lstm import AWDLSTM, save_encoder
 from lessonlib.text.classifier import (
     BucketSampler,
     ChunkedEncoder,
@@ -11,26 +13,35 @@ from lessonlib.text.classifier import (
     SortedSampler,
     TextClassifier,
     classification_loader,
+    classifier_from_lm,
     concat_pool,
+    discriminative_lrs,
+    gradual_unfreezing,
     pad_collate,
     padding_fraction,
+    read_review,
 )
+from lessonlib.text.tokenize import SPECIAL_TOKENS, tokenize
+from lessonlib.text.vocab import Vocab
 
 PAD = 1
 
 
-class TinyEncoder(nn.Module):
-    """Stands in for the LM encoder: (tokens, hidden) -> (outputs, hidden), batch first."""
+def tiny_encoder(vocab=30, d=8, seed=0):
+    """A small AWD-LSTM, dropouts on, that records the length of every chunk it is called on."""
+    torch.manual_seed(seed)
+    enc = AWDLSTM(vocab, emb_size=d, n_hid=12, n_layers=2, pad_id=PAD)
+    enc.calls = []
+    enc.register_forward_pre_hook(lambda m, args: m.calls.append(args[0].shape[1]))
+    return enc
 
-    def __init__(self, vocab=30, d=8):
-        super().__init__()
-        self.emb = nn.Embedding(vocab, d)
-        self.rnn = nn.LSTM(d, d, batch_first=True)
-        self.calls = []
 
-    def forward(self, tokens, hidden=None):
-        self.calls.append(tokens.shape[1])
-        return self.rnn(self.emb(tokens), hidden)
+def one_pass(enc, tokens):
+    enc.reset()
+    with torch.no_grad():
+        out = enc(tokens)
+    enc.reset()
+    return out
 
 
 def random_reviews(n, seed=0, low=2, high=200):
@@ -115,8 +126,7 @@ def test_concat_pool_ignores_padding_positions():
 
 
 def test_padding_never_changes_the_classifier_output():
-    torch.manual_seed(0)
-    model = TextClassifier(TinyEncoder(), d=8, pad_idx=PAD, bptt=5, max_len=12).eval()
+    model = TextClassifier(tiny_encoder(), d=8, pad_idx=PAD, bptt=5, max_len=12).eval()
     review = torch.randint(2, 30, (1, 17))
     alone = model(review)
     padded = torch.cat([review, torch.full((1, 23), PAD)], dim=1)
@@ -126,44 +136,54 @@ def test_padding_never_changes_the_classifier_output():
 
 
 def test_chunked_encoder_keeps_only_the_last_max_len_tokens_and_runs_every_chunk():
-    torch.manual_seed(0)
-    enc = TinyEncoder()
+    enc = tiny_encoder().eval()
     chunked = ChunkedEncoder(enc, pad_idx=PAD, bptt=10, max_len=25)
     tokens = torch.randint(2, 30, (2, 103))
     tokens[1, 60:] = PAD
     outputs, mask, last = chunked(tokens)
     assert sum(enc.calls) == 103 and max(enc.calls) == 10  # all of it, 10 at a time
     assert mask.sum(1).tolist() == [25, 25]
-    full, _ = enc.rnn(enc.emb(tokens))  # one pass over everything gives the same numbers
+    full = one_pass(enc, tokens)  # one pass over everything gives the same numbers
     assert torch.allclose(last[0], full[0, 102], atol=1e-5)
     assert torch.allclose(last[1], full[1, 59], atol=1e-5)
-    kept = outputs.shape[1]
     assert torch.allclose(outputs[0][mask[0]], full[0, 78:103], atol=1e-5)
-    assert kept <= 103 - 60 + 25 + 10
+    assert torch.allclose(outputs[1][mask[1]], full[1, 35:60], atol=1e-5)
+    assert outputs.shape[1] <= 103 - 60 + 25 + 10  # the window, widened to whole chunks
 
 
 def test_early_chunks_carry_no_gradient():
-    torch.manual_seed(0)
-    model = TextClassifier(TinyEncoder(), d=8, pad_idx=PAD, bptt=10, max_len=10)
+    model = TextClassifier(tiny_encoder(), d=8, pad_idx=PAD, bptt=10, max_len=10)
     tokens = torch.randint(2, 30, (2, 50))
     model(tokens).sum().backward()
-    grad = model.encoder.emb.weight.grad
+    grad = model.encoder.embedding.weight.grad
     early_only = set(tokens[:, :40].flatten().tolist()) - set(tokens[:, 40:].flatten().tolist())
-    assert all(grad[t].abs().sum() == 0 for t in early_only)
+    assert early_only and all(grad[t].abs().sum() == 0 for t in early_only)
     assert grad[tokens[0, -1]].abs().sum() > 0
 
 
-def test_a_100_000_token_review_works_with_bounded_memory():
+def test_a_100_000_token_review_is_read_in_chunks():
     torch.manual_seed(0)
-    model = TextClassifier(TinyEncoder(), d=8, pad_idx=PAD, bptt=200, max_len=100).train()
-    tokens = torch.randint(2, 30, (2, 100_000))
-    scores = model(tokens)
-    assert scores.shape == (2, 2) and torch.isfinite(scores).all()
-    scores.sum().backward()  # the graph only spans the kept window
+    enc = AWDLSTM(30, emb_size=4, n_hid=4, n_layers=1, pad_id=PAD)
+    model = TextClassifier(enc, d=4, pad_idx=PAD, bptt=5000, max_len=100).eval()
+    with torch.no_grad():
+        scores = model(torch.randint(2, 30, (1, 100_000)))
+    assert scores.shape == (1, 2) and torch.isfinite(scores).all()
+
+
+def test_dataset_cap_turns_a_huge_review_into_a_short_one():
+    ds = ClassificationDataset([np.full(100_000, 5), np.full(7, 6)], [1, 0], max_tokens=300)
+    tokens, _ = next(iter(classification_loader(ds, bs=2, pad_idx=PAD, train=False)))
+    assert tokens.shape == (2, 300)
+
+
+def test_bucket_sampler_never_leaves_a_batch_of_one():
+    sampler = BucketSampler(np.arange(33), bs=16, bucket=1, seed=0)
+    sizes = sorted(len(b) for b in sampler)
+    assert sizes == [16, 17] and len(sampler) == 2
 
 
 def test_all_padding_row_fails_clearly():
-    model = TextClassifier(TinyEncoder(), d=8, pad_idx=PAD)
+    model = TextClassifier(tiny_encoder(), d=8, pad_idx=PAD)
     with pytest.raises(ValueError, match="all padding"):
         model(torch.tensor([[5, 6], [PAD, PAD]]))
 
@@ -177,8 +197,93 @@ def test_pooling_head_shapes_and_layers():
 
 
 def test_layer_groups_end_with_the_head():
-    model = TextClassifier(TinyEncoder(), d=8, pad_idx=PAD)
+    model = TextClassifier(tiny_encoder(), d=8, pad_idx=PAD)
     groups = model.layer_groups()
     assert groups[-1] is model.head
     n_params = sum(p.numel() for g in groups for p in g.parameters())
     assert n_params == sum(p.numel() for p in model.parameters())
+
+
+def small_vocab():
+    words = "the movie was great awful boring fun plot acting".split()
+    return Vocab(SPECIAL_TOKENS + words)
+
+
+def saved_lm_encoder(tmp_path, seed=0):
+    torch.manual_seed(seed)
+    vocab = small_vocab()
+    enc = AWDLSTM(len(vocab), emb_size=8, n_hid=12, n_layers=2, pad_id=vocab.pad_id)
+    return save_encoder(tmp_path / "enc.pt", enc, vocab), enc
+
+
+def test_classifier_from_lm_copies_the_encoder_or_starts_fresh(tmp_path):
+    path, enc = saved_lm_encoder(tmp_path)
+    lm = classifier_from_lm(path, pretrained=True)
+    scratch = classifier_from_lm(path, pretrained=False)
+    w = enc.embedding.weight
+    assert torch.equal(lm.encoder.embedding.weight, w)
+    assert not torch.equal(scratch.encoder.embedding.weight, w)
+    assert scratch.encoder.config == lm.encoder.config
+    assert lm.encoder.config["drop_mult"] == 0.5 and lm.vocab.itos == enc_vocab_itos(path)
+    assert len(lm.layer_groups()) == 2 + 2  # embedding, 2 LSTM layers, head
+
+
+def enc_vocab_itos(path):
+    return torch.load(path, weights_only=True)["itos"]
+
+
+def test_classifier_from_lm_names_the_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="04_imdb_language_model"):
+        classifier_from_lm(tmp_path / "nope.pt")
+
+
+@pytest.mark.parametrize("text", ["", "zzyzx qwertyuiop flibbertigibbet", "The movie was great fun!"])
+def test_predict_gives_a_label_and_probability_even_for_empty_or_unknown_text(tmp_path, text):
+    model = classifier_from_lm(saved_lm_encoder(tmp_path)[0])
+    label, prob = model.predict(text)
+    assert label in ("neg", "pos") and 0.5 <= prob <= 1
+    assert model.training  # predict leaves the mode as it found it
+
+
+def test_unknown_only_text_is_all_xxunk(tmp_path):
+    model = classifier_from_lm(saved_lm_encoder(tmp_path)[0])
+    ids = model.vocab.numericalize(tokenize("zzyzx qwertyuiop"))
+    assert model.vocab.textify(ids) == ["xxbos", "xxunk", "xxunk"]
+
+
+def test_predict_without_vocab_says_how_to_fix():
+    with pytest.raises(ValueError, match="vocabulary"):
+        TextClassifier(tiny_encoder(), d=8, pad_idx=PAD).predict("good")
+
+
+def test_read_review_rejects_non_utf8_bytes_clearly(tmp_path):
+    path = tmp_path / "0_1.txt"
+    path.write_bytes("Great film \u2014 truly ".encode() + b"\xff\xfe bad bytes")
+    with pytest.raises(ValueError, match=r"not valid UTF-8 \(byte 21"):
+        read_review(path)
+    assert read_review(path, errors="replace").endswith("\ufffd\ufffd bad bytes")
+
+
+def test_discriminative_lrs_divide_by_2_6_per_group():
+    assert discriminative_lrs(1.0, 3) == pytest.approx([1 / 2.6**2, 1 / 2.6, 1.0])
+
+
+def test_gradual_unfreezing_trains_the_head_then_more_then_all(tmp_path):
+    path, _ = saved_lm_encoder(tmp_path)
+    model = classifier_from_lm(path, bptt=4)
+    rng = np.random.default_rng(0)
+    ids = [np.r_[2, rng.integers(7, 16, size=rng.integers(3, 12))] for _ in range(24)]
+    ds = ClassificationDataset(ids, np.arange(24) % 2)
+    dl = classification_loader(ds, bs=8, pad_idx=model.vocab.pad_id, train=True)
+    learn = Learner(model, dl, classification_loader(ds, 8, model.vocab.pad_id, train=False),
+                    F.cross_entropy, metrics={"acc": accuracy}, clip=0.25, device="cpu")
+    groups = model.layer_groups()
+    before = [[p.detach().clone() for p in g.parameters()] for g in groups]
+    changed = []
+    for epochs in [(1, 0, 0), (0, 1, 0), (0, 0, 1)]:
+        histories = gradual_unfreezing(learn, lrs=(1e-2, 1e-2, 1e-2), epochs=epochs, show=False)
+        assert len(histories) == 1 and len(histories[0]) == 1
+        changed.append([not all(torch.equal(a, b) for a, b in zip(old, g.parameters(), strict=True))
+                        for old, g in zip(before, groups, strict=True)])
+        before = [[p.detach().clone() for p in g.parameters()] for g in groups]
+    assert changed == [[False, False, False, True], [False, False, True, True], [True, True, True, True]]

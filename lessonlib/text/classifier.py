@@ -53,7 +53,8 @@ class BucketSampler(Sampler):
 
     Each epoch: shuffle, cut into chunks of `bs * bucket` reviews, sort each chunk by length, cut it
     into batches, shuffle the batches. Every review appears exactly once per epoch, batches hold
-    reviews of similar length (little padding), and the order still changes every epoch.
+    reviews of similar length (little padding), and the order still changes every epoch. A last
+    batch of one review joins the one before (BatchNorm cannot train on a single example).
     """
 
     def __init__(self, lengths, bs: int, bucket: int = 50, seed: int = 0):
@@ -70,11 +71,15 @@ class BucketSampler(Sampler):
             idx = perm[start : start + chunk]
             idx = idx[np.argsort(-self.lengths[idx], kind="stable")]
             batches += [idx[i : i + self.bs].tolist() for i in range(0, len(idx), self.bs)]
+        if len(batches) > 1 and len(batches[-1]) == 1:  # BatchNorm cannot train on a batch of one
+            last = batches.pop()
+            batches[-1] += last
         order = torch.randperm(len(batches), generator=self.generator).tolist()
         return iter([batches[i] for i in order])
 
     def __len__(self):
-        return math.ceil(len(self.lengths) / self.bs)
+        n = math.ceil(len(self.lengths) / self.bs)
+        return n - 1 if n > 1 and len(self.lengths) % self.bs == 1 else n
 
 
 class SortedSampler(Sampler):
@@ -127,22 +132,15 @@ def padding_fraction(lengths, batches) -> float:
 # ----------------------------------------------------------------------------- model
 
 
-def _detach(hidden):
-    if hidden is None:
-        return None
-    if isinstance(hidden, torch.Tensor):
-        return hidden.detach()
-    return type(hidden)(_detach(h) for h in hidden)
-
-
 class ChunkedEncoder(nn.Module):
     """Runs a language-model encoder over whole reviews, `bptt` tokens at a time, carrying its state.
 
-    `encoder(tokens, hidden) -> (outputs (bs, T, d), hidden)` with `hidden=None` meaning a fresh
-    state. Only the last `max_len` tokens of each review are kept for pooling; chunks before every
-    review's window only warm up the state, without gradient, so memory stays bounded however long a
-    review is. Returns the kept outputs, a mask of the real (non-padding, in-window) positions and
-    the output at each review's last token.
+    The encoder is stateful like `AWDLSTM`: `reset()` forgets the state, `encoder(tokens)` returns the
+    outputs `(bs, T, d)` and keeps the (detached) final state for the next call. Only the last
+    `max_len` tokens of each review are kept for pooling; chunks before every review's window only
+    warm up the state, without gradient, so memory stays bounded however long a review is.
+    Returns the kept outputs, a mask of their real (non-padding, in-window) positions and the output
+    at each review's last token.
     """
 
     def __init__(self, encoder: nn.Module, pad_idx: int, bptt: int = 70, max_len: int = 1400):
@@ -160,16 +158,16 @@ class ChunkedEncoder(nn.Module):
             raise ValueError("a review in the batch is all padding; every review needs at least one token")
         starts = (lengths - self.max_len).clamp(min=0)  # first kept position of each review
         first_kept = int(starts.min()) // self.bptt * self.bptt
-        hidden, outputs = None, []
+        self.encoder.reset()
+        outputs = []
         for i in range(0, seq_len, self.bptt):
             chunk = tokens[:, i : i + self.bptt]
-            if i < first_kept:  # before every review's window: state only
+            if i < first_kept:  # before every review's window: it only moves the state on
                 with torch.no_grad():
-                    _, hidden = self.encoder(chunk, hidden)
-                hidden = _detach(hidden)
+                    self.encoder(chunk)
             else:
-                out, hidden = self.encoder(chunk, hidden)
-                outputs.append(out)
+                outputs.append(self.encoder(chunk))
+        self.encoder.reset()
         outputs = torch.cat(outputs, dim=1)
         positions = torch.arange(first_kept, seq_len, device=tokens.device)
         mask = (positions[None] < lengths[:, None]) & (positions[None] >= starts[:, None])
@@ -209,14 +207,19 @@ class TextClassifier(nn.Module):
 
     `tokens` is `(bs, length)` padded at the end with `pad_idx` (what `classification_loader` gives).
     `layer_groups()` lists the encoder's groups (embedding, then each layer) and the head, for
-    gradual unfreezing and discriminative learning rates.
+    gradual unfreezing and discriminative learning rates. With a `vocab`, `predict(text)` classifies
+    raw review text.
     """
 
     def __init__(self, encoder: nn.Module, d: int, pad_idx: int, n_classes: int = 2, bptt: int = 70,
-                 max_len: int = 1400, head_hidden: int = 50, head_drops: tuple = (0.2, 0.1)):
+                 max_len: int = 1400, head_hidden: int = 50, head_drops: tuple = (0.2, 0.1),
+                 vocab=None, classes: Sequence[str] = ("neg", "pos")):
         super().__init__()
+        if len(classes) != n_classes:
+            raise ValueError(f"{len(classes)} class names for {n_classes} classes")
         self.chunked = ChunkedEncoder(encoder, pad_idx, bptt, max_len)
         self.head = PoolingHead(d, n_classes, head_hidden, head_drops)
+        self.vocab, self.classes = vocab, list(classes)
 
     @property
     def encoder(self) -> nn.Module:
@@ -228,3 +231,68 @@ class TextClassifier(nn.Module):
     def layer_groups(self) -> list:
         groups = self.encoder.layer_groups() if hasattr(self.encoder, "layer_groups") else [self.encoder]
         return [*groups, self.head]
+
+    def predict(self, text: str) -> tuple[str, float]:
+        """(label, probability of that label) for one review's raw text."""
+        from lessonlib.text.tokenize import tokenize
+
+        if self.vocab is None:
+            raise ValueError("this classifier has no vocabulary: build it with classifier_from_lm(...) "
+                             "or pass vocab= so predict can numericalize text")
+        ids = torch.as_tensor(self.vocab.numericalize(tokenize(text)), dtype=torch.long)
+        device = next(self.parameters()).device
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            probs = torch.softmax(self(ids[None].to(device)).float(), dim=-1)[0]
+        self.train(was_training)
+        i = int(probs.argmax())
+        return self.classes[i], float(probs[i])
+
+
+def classifier_from_lm(path, pretrained: bool = True, drop_mult: float = 0.5, **kwargs) -> TextClassifier:
+    """A classifier whose encoder has the architecture and vocabulary of the LM encoder saved at `path`
+    (notebook 04's `save_encoder`), with its trained weights when `pretrained`, else freshly
+    initialised (the from-scratch baseline). `drop_mult` rescales the encoder's dropouts;
+    `kwargs` go to `TextClassifier` (bptt, max_len, head_hidden, head_drops, ...)."""
+    from lessonlib.text.awd_lstm import AWDLSTM, load_encoder
+
+    encoder, vocab = load_encoder(path, drop_mult=drop_mult)
+    if not pretrained:
+        encoder = AWDLSTM(**encoder.config)
+    return TextClassifier(encoder, encoder.config["emb_size"], vocab.pad_id, vocab=vocab, **kwargs)
+
+
+def discriminative_lrs(lr: float, n_groups: int, factor: float = 2.6) -> list[float]:
+    """ULMFiT's learning rates: the last group (the head) at `lr`, each lower group `factor` times less."""
+    return [lr / factor ** (n_groups - 1 - i) for i in range(n_groups)]
+
+
+def gradual_unfreezing(learn, lrs=(2e-2, 1e-2, 1e-3), epochs=(1, 1, 2), factor: float = 2.6,
+                       show: bool = True) -> list:
+    """ULMFiT fine-tuning through the Learner: train the head, then also the last encoder layer, then
+    everything; each stage a one-cycle fit of `epochs[k]` epochs whose peak LR `lrs[k]` goes to the
+    head, each lower layer group getting `factor` times less. Returns each stage's history."""
+    if len(lrs) != 3 or len(epochs) != 3:
+        raise ValueError("give one learning rate and one epoch count per stage: head, last layer, all")
+    n = len(learn.layer_groups())
+    histories = []
+    for freeze, lr, n_epochs in zip((-1, -2, 0), lrs, epochs, strict=True):
+        if n_epochs == 0:
+            continue
+        learn.freeze_to(freeze)
+        histories.append(learn.fit(n_epochs, discriminative_lrs(lr, n, factor), show=show).copy())
+    return histories
+
+
+def read_review(path, errors: str = "strict") -> str:
+    """A review file's text. Bytes that are not UTF-8 fail with an error naming the file and the
+    offset, unless `errors="replace"` (each bad byte becomes U+FFFD)."""
+    from pathlib import Path
+
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8", errors=errors)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not valid UTF-8 (byte {e.start}: {data[e.start:e.start + 4]!r}); "
+                         "fix the file or read it with errors='replace'") from None
