@@ -219,9 +219,11 @@ class Learner:
         return loss
 
     def _check_finite(self, where: str) -> None:
-        if self._checked == len(self._losses):
+        new = self._losses[self._checked:]
+        if not new or (len(new) == 1 and math.isfinite(new[0].item())):  # the per-batch CPU fast path
+            self._checked = len(self._losses)
             return
-        recent = torch.stack(self._losses[self._checked:]).float().cpu()
+        recent = torch.stack(new).float().cpu()
         bad = (~torch.isfinite(recent)).nonzero()
         if len(bad):
             i = self._checked + int(bad[0])
@@ -259,14 +261,16 @@ class Learner:
         if show and main:
             print(self._row(["epoch", "train_loss", "valid_loss", *self.metrics, "time"]))
         self._callback("before_fit")
-        for epoch in progress(range(start_epoch, epochs), desc="epoch", disable=None if main else True):
+        quiet = {} if main else {"disable": True}  # bars on rank 0 only (and only if LESSONLIB_PROGRESS)
+        for epoch in progress(range(start_epoch, epochs), desc="epoch", **quiet):
             start, self.epoch = time.perf_counter(), epoch
             if hasattr(train_dl.sampler, "set_epoch"):
                 train_dl.sampler.set_epoch(epoch)
             self.training, self._losses, self._checked, sizes = True, [], 0, []
             model.train()
             self._callback("before_epoch")
-            batches = progress(train_dl, desc="train", disable=None if main else True)
+            # iter() here: tqdm.auto would otherwise start the loader twice (and draw its seeds twice)
+            batches = progress(iter(train_dl), total=n, desc="train", **quiet)
             for i, batch in enumerate(batches):
                 self._set_hypers(lrs, *sched((epoch * n + i) / (epochs * n)))
                 self._train_step(model, batch, f"epoch {epoch}")

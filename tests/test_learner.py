@@ -79,6 +79,27 @@ def test_loss_falls_and_history_has_one_row_per_epoch(capsys):
     assert lines[-1].split()[2] == f"{after['loss']:.4f}"
 
 
+def test_constant_lr_fit_is_exactly_a_bare_pytorch_loop():
+    learn = make_learner(seed=0)
+    torch.manual_seed(0)
+    model, (train_dl, _) = TwoGroups(), loaders(seed=0)
+    model.load_state_dict(learn.model.state_dict())
+    torch.manual_seed(5)
+    learn.fit(2, 1e-2, schedule="constant", show=False)
+    torch.manual_seed(5)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, betas=(0.9, 0.99), weight_decay=0.01)
+    for _ in range(2):
+        model.train()
+        for x, y in train_dl:
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+            opt.zero_grad()
+        model.eval()
+        with torch.no_grad():
+            [model(x) for x, _ in learn.valid_dl]  # validation draws no randomness, but runs the model
+    assert all(torch.equal(a, b) for a, b in zip(params(model), params(learn.model), strict=True))
+
+
 def test_show_false_prints_nothing(capsys):
     make_learner().fit(1, 1e-2, show=False)
     assert capsys.readouterr().out == ""
