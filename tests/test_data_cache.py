@@ -338,6 +338,16 @@ def test_sample_is_derived_from_the_full_archive(dirs):
     assert not (cache / "toy-full").exists()  # no need to extract the full dataset
 
 
+@pytest.mark.parametrize("first", ["toy_sample.tgz", "toy.tar.gz"])
+def test_complete_sample_is_used_when_its_sources_are_gone(dirs, first):
+    _, mirror = dirs
+    make_archive(mirror / first, FILES if first == "toy.tar.gz" else EVEN)
+    folder = fetch(toy(), "sample")
+    (mirror / first).unlink()
+    assert fetch(toy(full=Archive("toy.tar.gz", url=closed_port_url())), "sample") == folder
+    assert tree(folder) == EVEN
+
+
 def test_sample_is_derived_from_the_full_extraction_when_no_archive_is_left(dirs):
     _, mirror = dirs
     make_archive(mirror / "toy.tar.gz", FILES)

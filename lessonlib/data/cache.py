@@ -131,17 +131,21 @@ def _extracted(dataset: Dataset, size: str) -> Path:
 def _derive(dataset: Dataset, size: str) -> Path:
     """The sample cut from the full dataset (its archive, else its complete extraction)."""
     target = cache_dir() / f"{dataset.name}-{size}"
+    marker = _read_marker(target)
+    if marker is not None and not marker["derived"]:
+        return target  # extracted from a sample archive that is no longer around
     found = _find(dataset, "full")
     full_marker = _read_marker(cache_dir() / f"{dataset.name}-full")
-    if found is None and full_marker is None:
-        found = _download_any(dataset, "full")
-    marker = _read_marker(target)
     if found is not None:
-        previous = marker["source"] if marker is not None else None
-        source = _fingerprint(found[0], previous)
-    else:
+        source = _fingerprint(found[0], marker["source"] if marker is not None else None)
+    elif full_marker is not None:
         source = full_marker["source"]
-    if marker is not None and marker["derived"] and marker["source"]["sha256"] == source["sha256"]:
+    elif marker is not None:
+        return target  # complete, and nothing left to compare it with
+    else:
+        found = _download_any(dataset, "full")
+        source = None
+    if marker is not None and source is not None and marker["source"]["sha256"] == source["sha256"]:
         return target
     if found is not None:
         path, archive = found
