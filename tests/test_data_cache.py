@@ -274,6 +274,14 @@ def test_unsafe_members_are_refused(dirs, tmp_path, bad):
     assert not list(tmp_path.rglob("lessonlib-*.txt")) and not Path("/tmp/lessonlib-absolute.txt").exists()
 
 
+def test_python_without_the_tar_data_filter_is_told_to_upgrade(dirs, monkeypatch):
+    _, mirror = dirs
+    make_archive(mirror / "toy.tar.gz", FILES)
+    monkeypatch.delattr(tarfile, "data_filter")
+    with pytest.raises(DataError, match="upgrade"):
+        fetch(toy(), "full")
+
+
 def truncate(path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])

@@ -17,6 +17,7 @@ import http.client
 import json
 import os
 import shutil
+import sys
 import tarfile
 import tempfile
 import urllib.error
@@ -287,6 +288,9 @@ def extract(archive: Path, dest: Path) -> None:
     """Extract a (gzipped) tar archive into `dest`, refusing absolute paths, `..` members and links
     that escape `dest` (tarfile's `data` filter), and reading the stream to its end so a truncated
     or damaged archive raises `CorruptArchiveError`."""
+    if not hasattr(tarfile, "data_filter"):
+        raise DataError("Safe extraction needs tarfile's data filter: Python 3.10.12+, 3.11.4+ or 3.12+. "
+                        f"This is Python {sys.version.split()[0]}; please upgrade it.")
     try:
         with tarfile.open(archive, "r:*") as tar:
             for member in progress(tar, desc=f"extract {archive.name}", unit=" files"):
