@@ -2,7 +2,9 @@
 
 Same MLP (same initial weights), same in-memory data and DataLoader, same batch size and number of
 steps, AdamW in both; the Learner also runs its one-cycle schedule. The two are timed alternately,
-several rounds, and compared by their medians. Then bf16 autocast against fp32 on the CPU, same MLP.
+several rounds, and compared by their medians of CPU time (process time: what this process computed,
+much less disturbed than wall-clock time when other jobs share the cores; wall-clock medians are printed
+too). Then bf16 autocast against fp32 on the CPU, same MLP.
 
     .venv/bin/python benchmarks/loop_overhead.py [--rounds 7] [--epochs 2] [--threads 1]
 """
@@ -24,6 +26,8 @@ from lessonlib.learner import Learner  # noqa: E402
 
 
 def mlp(width):
+    if width is None:
+        return nn.Linear(16, 2)
     return nn.Sequential(nn.Linear(784, width), nn.ReLU(), nn.Dropout(0.2),
                          nn.Linear(width, width // 2), nn.ReLU(), nn.Linear(width // 2, 10))
 
@@ -44,13 +48,13 @@ def learner_loop(model, dl, epochs, lr, amp=False, schedule="constant"):
 
 
 def timed(fn, init, *args, **kw):
-    """Seconds `fn` takes to train a fresh copy of the initial MLP, and the trained weights."""
+    """CPU seconds and wall seconds `fn` takes to train a fresh copy of the initial MLP, and its weights."""
     model = mlp(init["width"])
     model.load_state_dict(init["state"])
     torch.manual_seed(1)  # same shuffling and dropout masks in every run
-    start = time.perf_counter()
+    cpu, wall = time.process_time(), time.perf_counter()
     fn(model, *args, **kw)
-    return time.perf_counter() - start, [p.detach() for p in model.parameters()]
+    return (time.process_time() - cpu, time.perf_counter() - wall), [p.detach() for p in model.parameters()]
 
 
 def main():
@@ -86,24 +90,39 @@ def main():
             runs[name].append(seconds)
     same = all(torch.equal(a, b) for a, b in zip(weights["bare"], weights["learner"], strict=True))
     print(f"Learner (constant LR) ends with the bare loop's exact weights: {same}")
-    bare, learn = runs["bare"], runs["learner"]
-    b, t = statistics.median(bare), statistics.median(learn)
-    print(f"bare loop : median {b:.3f}s ({1e3 * b / steps:.2f} ms/step) runs {[round(s, 3) for s in bare]}")
-    print(f"Learner   : median {t:.3f}s ({1e3 * t / steps:.2f} ms/step) runs {[round(s, 3) for s in learn]}")
-    print(f"Learner / bare = {t / b:.3f}  (overhead {100 * (t / b - 1):+.1f}%, target <= +5%)")
-    c = statistics.median(runs["one_cycle"])
-    print(f"Learner one-cycle: median {c:.3f}s  ratio to bare {c / b:.3f}  runs "
-          f"{[round(t, 3) for t in runs['one_cycle']]}")
+    b = report("bare loop", runs["bare"], steps)
+    t = report("Learner", runs["learner"], steps)
+    c = report("Learner one-cycle", runs["one_cycle"], steps)
+    print(f"Learner / bare = {t / b:.3f} CPU time (overhead {100 * (t / b - 1):+.1f}%, target <= +5%); "
+          f"with the one-cycle schedule {c / b:.3f}")
+
+    # The fixed cost per step, measured where it is largest relative to the work: a tiny model.
+    tiny_dl = DataLoader(TensorDataset(torch.randn(4096, 16), torch.randint(0, 2, (4096,))), batch_size=16)
+    tiny = {"width": None, "state": nn.Linear(16, 2).state_dict()}
+    tiny_runs = {"bare": [], "learner": []}
+    for r in range(args.rounds):
+        for name in ["bare", "learner"] if r % 2 == 0 else ["learner", "bare"]:
+            tiny_runs[name].append(timed(fns[name], tiny, tiny_dl, 1, 1e-3)[0][0])
+    tb, tl = (1e6 * statistics.median(tiny_runs[k]) / len(tiny_dl) for k in ("bare", "learner"))
+    print(f"tiny model Linear(16, 2), {len(tiny_dl)} steps: bare {tb:.0f} us/step, Learner {tl:.0f} us/step "
+          f"(CPU time): the Learner adds {tl - tb:.0f} us per step")
 
     fp32, bf16 = [], []
     for r in range(args.rounds):
         pair = [(fp32, False), (bf16, "bf16")]
         for times, amp in pair if r % 2 == 0 else pair[::-1]:
             times.append(timed(learner_loop, init, dl, args.epochs, 1e-3, amp=amp)[0])
-    f, h = statistics.median(fp32), statistics.median(bf16)
-    print(f"CPU fp32       : median {f:.3f}s  runs {[round(t, 3) for t in fp32]}")
-    print(f"CPU bf16 (amp) : median {h:.3f}s  runs {[round(t, 3) for t in bf16]}")
-    print(f"bf16 / fp32 = {h / f:.3f}  ({'bf16 pays' if h < f else 'bf16 does not pay'} on this CPU)")
+    f = report("Learner fp32", fp32, steps)
+    h = report("Learner bf16 autocast", bf16, steps)
+    print(f"bf16 / fp32 = {h / f:.3f} CPU time ({'bf16 pays' if h < f else 'bf16 does not pay'} on this CPU)")
+
+
+def report(name, runs, steps):
+    """Print the medians of (cpu, wall) runs; return the CPU median."""
+    cpu, wall = (statistics.median(t[i] for t in runs) for i in (0, 1))
+    print(f"{name:22s}: CPU {cpu:.3f}s ({1e3 * cpu / steps:.2f} ms/step), wall {wall:.3f}s; "
+          f"CPU runs {[round(t[0], 3) for t in runs]}")
+    return cpu
 
 
 if __name__ == "__main__":
