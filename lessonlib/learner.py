@@ -68,6 +68,12 @@ def set_rng_states(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def cycle(dl):
+    """The loader's batches over and over (a fresh pass, with fresh shuffling, each time round)."""
+    while True:
+        yield from dl
+
+
 def loader_generators(dl) -> list:
     """The torch.Generators a DataLoader draws its shuffling and worker seeds from (saved in checkpoints)."""
     found = [dl.generator, getattr(dl.sampler, "generator", None),
@@ -236,7 +242,7 @@ class Learner:
 
     # ---- fit -----------------------------------------------------------------------------------------
     def fit(self, epochs: int, lr=1e-3, schedule="one_cycle", show: bool = True, start_epoch: int = 0,
-            checkpoint=None) -> pd.DataFrame:
+            checkpoint=None) -> None:
         """Train for `epochs` epochs with peak LR `lr` (float, list or slice over layer groups).
 
         The schedule spans all `epochs`; `start_epoch` resumes inside it after `load`
@@ -296,7 +302,6 @@ class Learner:
                 self.save(checkpoint)
         self.training = False
         self._callback("after_fit")
-        return self.history
 
     @staticmethod
     def _row(values) -> str:
@@ -357,25 +362,22 @@ class Learner:
         saved = copy.deepcopy({"model": self.model.state_dict(), "opt": self.opt.state_dict(),
                                "rng": rng_states(),
                                "loaders": [g.get_state() for g in loader_generators(self.train_dl)]})
-        lrs, smoothed, avg, best = [], [], 0.0, math.inf
+        lrs, smoothed, avg = [], [], 0.0
         self.training, self._losses, self._checked = True, [], 0
         self.model.train()
         try:
-            while len(lrs) < num_it:
-                for batch in self.train_dl:
-                    lr = start_lr * (end_lr / start_lr) ** (len(lrs) / max(num_it - 1, 1))
-                    self._set_hypers([lr] * len(self.opt.param_groups), 1.0, 0.9)
-                    loss = self._train_step(self.model, batch, "lr_find").item()
-                    avg = 0.98 * avg + 0.02 * loss
-                    lrs.append(lr)
-                    smoothed.append(avg / (1 - 0.98 ** len(lrs)))
-                    best = min(best, smoothed[-1])
-                    if len(lrs) >= num_it or not math.isfinite(loss) or smoothed[-1] > 4 * best:
-                        break
-                else:
-                    continue
-                break
-        except FloatingPointError:  # the loss blew up: that is where the sweep ends anyway
+            for i, batch in zip(range(num_it), cycle(self.train_dl), strict=False):
+                lr = start_lr * (end_lr / start_lr) ** (i / max(num_it - 1, 1))
+                self._set_hypers([lr] * len(self.opt.param_groups), 1.0, 0.9)
+                loss = self._train_step(self.model, batch, "lr_find").item()
+                if not math.isfinite(loss):
+                    break
+                avg = 0.98 * avg + 0.02 * loss
+                lrs.append(lr)
+                smoothed.append(avg / (1 - 0.98 ** (i + 1)))
+                if smoothed[-1] > 4 * min(smoothed):  # diverged: the rest of the sweep says nothing
+                    break
+        except FloatingPointError:  # the loss blew up (caught on the CPU before the step): the end
             pass
         finally:
             self.model.load_state_dict(saved["model"])
@@ -385,7 +387,7 @@ class Learner:
                 g.set_state(s)
             self.opt.zero_grad(set_to_none=True)
             self.training = False
-        if not lrs:
+        if not smoothed:
             raise FloatingPointError(f"the loss was not finite even at lr={start_lr}: check inputs and model")
         self.lr_find_results = pd.DataFrame({"lr": lrs, "loss": smoothed})
         suggestion = lrs[int(np.argmin(smoothed))] / 10
