@@ -104,6 +104,8 @@ def test_loader_batches_cover_the_dataset_and_validation_is_deterministic():
 def test_dataset_caps_length_and_rejects_bad_input():
     ds = ClassificationDataset([np.arange(10), np.arange(3)], [0, 1], max_tokens=4)
     assert ds.lengths.tolist() == [4, 3]
+    assert ds[0][0].tolist() == [0, 7, 8, 9] and ds[1][0].tolist() == [0, 1, 2]  # xxbos + the end
+    assert ClassificationDataset([np.arange(10)], [0], max_tokens=1)[0][0].tolist() == [0]
     with pytest.raises(ValueError, match="no tokens"):
         ClassificationDataset([np.arange(3), np.array([], dtype=int)], [0, 1])
     with pytest.raises(ValueError, match="labels"):

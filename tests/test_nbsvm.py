@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from lessonlib.text.nbsvm import NBSVM, nb_ratio
+from lessonlib.text.nbsvm import NBSVM, nb_ratio, nbsvm_on_texts
 
 
 def separable(n=40, seed=0):
@@ -49,3 +49,14 @@ def test_nbsvm_bad_input_is_explained():
     model = NBSVM().fit(X, y)
     with pytest.raises(ValueError, match="features"):
         model.predict(X[:, :5])
+
+
+def test_nbsvm_on_texts_learns_a_tiny_separable_corpus():
+    train = ["a good film", "good acting, good story", "simply good", "not good at all", "it was not good",
+             "the plot was not good", "good fun", "really good"]
+    labels = [1, 1, 1, 0, 0, 0, 1, 1]
+    bow, model = nbsvm_on_texts(train, labels, ngram_range=(1, 2), C=10.0)
+    assert "not good" in bow.vocab  # bigrams are features
+    assert model.score(bow.transform(train, output="scipy"), labels) == 1.0
+    test = ["good music", "the music was not good", "good, good, good", "honestly not good"]
+    assert model.predict(bow.transform(test, output="scipy")).tolist() == [1, 0, 1, 0]

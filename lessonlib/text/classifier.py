@@ -19,11 +19,18 @@ from torch.utils.data import DataLoader, Sampler
 # ----------------------------------------------------------------------------- data
 
 
+def _cap(ids: np.ndarray, max_tokens: int | None) -> np.ndarray:
+    if max_tokens is None or len(ids) <= max_tokens:
+        return ids
+    return np.concatenate([ids[:1], ids[len(ids) - max_tokens + 1 :]])
+
+
 class ClassificationDataset(torch.utils.data.Dataset):
     """Reviews as int64 token-id arrays with their integer labels.
 
-    `max_tokens` keeps only the first `max_tokens` tokens of each review (None keeps everything);
-    this caps compute on CPU, the encoder itself copes with any length.
+    `max_tokens` caps each review at its first token (`xxbos`) plus its last `max_tokens - 1` tokens
+    (the end of a review, where the verdict usually is); None keeps everything. This caps compute on
+    CPU; the encoder itself copes with any length.
     """
 
     def __init__(self, ids: Sequence, labels: Sequence[int], max_tokens: int | None = None):
@@ -31,7 +38,7 @@ class ClassificationDataset(torch.utils.data.Dataset):
             raise ValueError(f"got {len(ids)} reviews but {len(labels)} labels; they must pair up")
         if max_tokens is not None and max_tokens < 1:
             raise ValueError(f"max_tokens must be at least 1 (or None for no cap), got {max_tokens}")
-        self.ids = [np.asarray(a, dtype=np.int64)[:max_tokens] for a in ids]
+        self.ids = [_cap(np.asarray(a, dtype=np.int64), max_tokens) for a in ids]
         for i, a in enumerate(self.ids):
             if a.ndim != 1 or len(a) == 0:
                 raise ValueError(
@@ -281,7 +288,8 @@ def gradual_unfreezing(learn, lrs=(2e-2, 1e-2, 1e-3), epochs=(1, 1, 2), factor: 
         if n_epochs == 0:
             continue
         learn.freeze_to(freeze)
-        histories.append(learn.fit(n_epochs, discriminative_lrs(lr, n, factor), show=show).copy())
+        learn.fit(n_epochs, discriminative_lrs(lr, n, factor), show=show)
+        histories.append(learn.history.copy())
     return histories
 
 

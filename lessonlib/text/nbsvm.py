@@ -53,3 +53,14 @@ class NBSVM:
     def score(self, X, y) -> float:
         """Accuracy."""
         return float((self.predict(X) == np.asarray(y)).mean())
+
+
+def nbsvm_on_texts(train_texts, train_labels, ngram_range=(1, 2), min_df: int = 1, C: float = 0.1,
+                   alpha: float = 1.0):
+    """(featuriser, fitted NBSVM) on binarised n-grams of raw texts (`lessonlib.bow.BagOfWords`).
+    Score new texts with `model.score(bow.transform(texts, output="scipy"), labels)`."""
+    from lessonlib.bow import BagOfWords
+
+    bow = BagOfWords(ngram_range=ngram_range, min_df=min_df).fit(train_texts)
+    model = NBSVM(C=C, alpha=alpha).fit(bow.transform(train_texts, output="scipy"), train_labels)
+    return bow, model
