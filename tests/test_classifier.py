@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from lessonlib.learner import Learner, accuracy
 from lessonlib.text.awd_lstm import AWDLSTM, save_encoder
 from lessonlib.text.classifier import (
+    STAGES,
     BucketSampler,
     ChunkedEncoder,
     ClassificationDataset,
@@ -284,7 +285,8 @@ def test_gradual_unfreezing_trains_the_head_then_more_then_all(tmp_path):
     changed = []
     for epochs in [(1, 0, 0), (0, 1, 0), (0, 0, 1)]:
         histories = gradual_unfreezing(learn, lrs=(1e-2, 1e-2, 1e-2), epochs=epochs, show=False)
-        assert len(histories) == 1 and len(histories[0]) == 1
+        assert [name for name, _ in histories] == [STAGES[epochs.index(1)]]
+        assert len(histories[0][1]) == 1  # one epoch
         changed.append([not all(torch.equal(a, b) for a, b in zip(old, g.parameters(), strict=True))
                         for old, g in zip(before, groups, strict=True)])
         before = [[p.detach().clone() for p in g.parameters()] for g in groups]

@@ -9,6 +9,7 @@ for gradual unfreezing and discriminative learning rates.
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -275,21 +276,25 @@ def discriminative_lrs(lr: float, n_groups: int, factor: float = 2.6) -> list[fl
     return [lr / factor ** (n_groups - 1 - i) for i in range(n_groups)]
 
 
+STAGES = ("head", "+ last layer", "all layers")
+
+
 def gradual_unfreezing(learn, lrs=(2e-2, 1e-2, 1e-3), epochs=(1, 1, 2), factor: float = 2.6,
                        show: bool = True) -> list:
     """ULMFiT fine-tuning through the Learner: train the head, then also the last encoder layer, then
     everything; each stage a one-cycle fit of `epochs[k]` epochs whose peak LR `lrs[k]` goes to the
-    head, each lower layer group getting `factor` times less. Returns each stage's history."""
+    head, each lower layer group getting `factor` times less. A stage with 0 epochs is skipped.
+    Returns [(stage name, its history)] for the stages run."""
     if len(lrs) != 3 or len(epochs) != 3:
         raise ValueError("give one learning rate and one epoch count per stage: head, last layer, all")
     n = len(learn.layer_groups())
     histories = []
-    for freeze, lr, n_epochs in zip((-1, -2, 0), lrs, epochs, strict=True):
+    for name, freeze, lr, n_epochs in zip(STAGES, (-1, -2, 0), lrs, epochs, strict=True):
         if n_epochs == 0:
             continue
         learn.freeze_to(freeze)
         learn.fit(n_epochs, discriminative_lrs(lr, n, factor), show=show)
-        histories.append(learn.history.copy())
+        histories.append((name, learn.history.copy()))
     return histories
 
 
@@ -304,3 +309,66 @@ def read_review(path, errors: str = "strict") -> str:
     except UnicodeDecodeError as e:
         raise ValueError(f"{path} is not valid UTF-8 (byte {e.start}: {data[e.start:e.start + 4]!r}); "
                          "fix the file or read it with errors='replace'") from None
+
+
+# ----------------------------------------------------------------------------- IMDB recipe
+
+
+@dataclass
+class ClassifierData:
+    """The labelled IMDB reviews as token ids of the LM's vocabulary, with their texts (for display)."""
+
+    vocab: object
+    train_texts: list
+    test_texts: list
+    train: ClassificationDataset
+    test: ClassificationDataset
+
+    def loaders(self, bs: int = 32, seed: int = 0):
+        """(train loader: length-bucketed, reshuffled each epoch; test loader: sorted by length)."""
+        pad = self.vocab.pad_id
+        return (classification_loader(self.train, bs, pad, train=True, seed=seed),
+                classification_loader(self.test, bs, pad, train=False))
+
+
+def imdb_classifier_data(vocab, size: str = "sample", max_tokens: int | None = None,
+                         n_workers: int | None = None) -> ClassifierData:
+    """The labelled train and test reviews of `size`, tokenized (cached) and numericalized with `vocab`
+    (the LM's), each capped at `max_tokens` (see `ClassificationDataset`)."""
+    from lessonlib.data import imdb_reviews
+    from lessonlib.text.tokenize import tokenize_texts
+
+    parts = {}
+    for split in ("train", "test"):
+        df = imdb_reviews(size, split)
+        tokens = tokenize_texts(list(df["text"]), n_workers=n_workers)
+        ids = [vocab.numericalize(t) for t in tokens]
+        parts[split] = (list(df["text"]), ClassificationDataset(ids, df["label"].to_numpy(), max_tokens))
+    return ClassifierData(vocab, parts["train"][0], parts["test"][0], parts["train"][1], parts["test"][1])
+
+
+def train_classifier(lm_file, data: ClassifierData, pretrained: bool, seed: int, lrs=(2e-2, 1e-2, 1e-3),
+                     epochs=(1, 1, 2), scratch_lr: float = 5e-3, bs: int = 32, clip: float = 0.25,
+                     wd: float = 0.01, drop_mult: float = 0.5, show: bool = True, **model_kwargs):
+    """One run of the comparison, through the Learner, validating on the test reviews after each epoch.
+
+    LM-initialised (`pretrained`): ULMFiT's gradual unfreezing with discriminative LRs (`lrs`, `epochs`
+    per stage). From scratch: the same architecture with fresh weights, every layer trained for the
+    same total number of epochs at `scratch_lr` (one-cycle; a frozen random encoder would be a straw man).
+    Returns `(learn, stages)`: `stages` is a list of (stage name, test accuracy at its end)."""
+    import torch.nn.functional as F
+
+    from lessonlib.core import seed_everything
+    from lessonlib.learner import Learner, accuracy
+
+    seed_everything(seed)
+    model = classifier_from_lm(lm_file, pretrained=pretrained, drop_mult=drop_mult, **model_kwargs)
+    train_dl, test_dl = data.loaders(bs, seed)
+    learn = Learner(model, train_dl, test_dl, F.cross_entropy, metrics={"acc": accuracy}, clip=clip, wd=wd)
+    if pretrained:
+        histories = gradual_unfreezing(learn, lrs, epochs, show=show)
+        stages = [(name, float(h["acc"].iloc[-1])) for name, h in histories]
+    else:
+        learn.fit(sum(epochs), scratch_lr, show=show)
+        stages = [("all layers", float(learn.history["acc"].iloc[-1]))]
+    return learn, stages
