@@ -120,6 +120,7 @@ class Learner:
         self.batch_losses: list[float] = []  # every training batch of the current fit, for plot_losses
         self.epoch_ends: list[int] = []      # len(batch_losses) at the end of each epoch
         self.check_every = 1 if self.device.type == "cpu" else 32  # NaN check (a GPU sync) every k batches
+        self.sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64  # mps has no float64
 
     # ---- setup helpers -------------------------------------------------------------------------------
     def _amp_dtype(self, amp):
@@ -285,8 +286,8 @@ class Learner:
             losses = torch.stack(self._losses).float().cpu()
             self.batch_losses += losses.tolist()
             self.epoch_ends.append(len(self.batch_losses))
-            sums = ddp.all_reduce_sum(torch.tensor([float(losses @ torch.tensor(sizes, dtype=torch.float)),
-                                                    float(sum(sizes))], dtype=torch.float64))
+            total = [float(losses @ torch.tensor(sizes, dtype=torch.float)), float(sum(sizes))]
+            sums = ddp.all_reduce_sum(torch.tensor(total, dtype=self.sum_dtype, device=self.device)).cpu()
             row = {"epoch": epoch, "train_loss": float(sums[0] / sums[1])}
             stats = self._validate(valid_dl) if valid_dl is not None else {"loss": math.nan}
             row["valid_loss"] = stats.pop("loss")
@@ -327,12 +328,12 @@ class Learner:
 
     def _validate(self, dl) -> dict:
         """Loss and metrics over `dl`, weighted by batch size and summed across processes."""
-        sums = torch.zeros(len(self.metrics) + 2, dtype=torch.float64, device=self.device)
+        sums = torch.zeros(len(self.metrics) + 2, dtype=self.sum_dtype, device=self.device)
         for pred, y in self._batches_eval(dl):
             with self.autocast():
                 loss = self._callback("after_loss", self.loss_func(pred, y), pred, y)
             values = [loss, *[m(pred, y) for m in self.metrics.values()]]
-            sums[:-1] += torch.stack([torch.as_tensor(v, dtype=torch.float64, device=self.device)
+            sums[:-1] += torch.stack([torch.as_tensor(v, dtype=self.sum_dtype, device=self.device)
                                       for v in values]) * len(y)
             sums[-1] += len(y)
         sums = ddp.all_reduce_sum(sums).cpu()
@@ -340,13 +341,18 @@ class Learner:
 
     def evaluate(self, dl=None) -> dict:
         """{"loss": .., <metric>: ..} over `dl` (the validation loader by default)."""
-        return self._validate(dl if dl is not None else self.valid_dl)
+        return self._validate(self._eval_loader(dl))
+
+    def _eval_loader(self, dl):
+        if dl is None and self.valid_dl is None:
+            raise ValueError("no loader to evaluate: pass one, or give the Learner a valid_dl")
+        return dl if dl is not None else self.valid_dl
 
     def get_preds(self, dl=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(predictions, targets) over `dl`, concatenated on the CPU (the model's first output if it
         returns a tuple)."""
         preds, targets = [], []
-        for pred, y in self._batches_eval(dl if dl is not None else self.valid_dl):
+        for pred, y in self._batches_eval(self._eval_loader(dl)):
             pred = pred[0] if isinstance(pred, (tuple, list)) else pred
             preds.append(pred.float().cpu())
             targets.append(y.cpu())

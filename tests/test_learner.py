@@ -1,4 +1,5 @@
 import math
+from pathlib import Path
 
 import matplotlib
 import pytest
@@ -247,6 +248,8 @@ def test_nan_loss_stops_with_epoch_batch_and_advice():
 def test_bad_arguments_are_clear_errors():
     with pytest.raises(ValueError, match="loss_func"):
         Learner(TwoGroups(), *loaders())
+    with pytest.raises(ValueError, match="valid_dl"):
+        Learner(TwoGroups(), loaders()[0], None, F.cross_entropy).evaluate()
     with pytest.raises(ValueError, match="fp16"):
         make_learner(amp="fp16")
     with pytest.raises(ValueError, match="start_epoch"):
@@ -311,3 +314,23 @@ def test_resume_is_exact(tmp_path):
     resumed.fit(2, 1e-2, show=False, start_epoch=resumed.epoch)
     assert all(torch.equal(a, b) for a, b in zip(params(straight.model), params(resumed.model), strict=True))
     assert resumed.history.drop(columns="seconds").equals(straight.history.drop(columns="seconds"))
+
+
+def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    learn = make_learner()
+    learn.fit(1, 1e-2, show=False)
+    path = learn.save(tmp_path / "ckpt.pt")
+    good = path.read_bytes()
+
+    def crash(obj, f, *args, **kw):
+        Path(f).write_bytes(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        learn.save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == good
+    fresh = make_learner(seed=3)
+    fresh.load(path)
+    assert all(torch.equal(a, b) for a, b in zip(params(learn.model), params(fresh.model), strict=True))
