@@ -6,6 +6,7 @@ loaders with the helpers below. Outside torchrun every function here is a cheap 
 Imports nothing of ours.
 """
 
+import itertools
 import os
 
 import torch
@@ -76,24 +77,58 @@ class ShardSampler(Sampler):
         return len(self.indices)
 
 
-def reload(dl: DataLoader, sampler: Sampler) -> DataLoader:
-    """A copy of `dl` (same dataset, batch size, collate, workers) that draws indices from `sampler`."""
-    return DataLoader(dl.dataset, batch_size=dl.batch_size, sampler=sampler, num_workers=dl.num_workers,
-                      collate_fn=dl.collate_fn, pin_memory=dl.pin_memory, drop_last=dl.drop_last,
-                      worker_init_fn=dl.worker_init_fn, generator=dl.generator)
+class ShardBatches(Sampler):
+    """Every `world`-th batch of a batch sampler, starting at `rank`. With `even`, every rank gets the
+    same number of batches (DDP needs that in training: a rank with an extra step would wait forever)."""
+
+    def __init__(self, batches, rank: int, world: int, even: bool):
+        self.batches, self.rank, self.world, self.even = batches, rank, world, even
+
+    def __iter__(self):
+        return itertools.islice(self.batches, self.rank, self.rank + self.world * len(self), self.world)
+
+    def __len__(self):
+        n = len(self.batches)
+        return n // self.world if self.even else len(range(self.rank, n, self.world))
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.batches, "set_epoch"):
+            self.batches.set_epoch(epoch)
 
 
-def shard_train(dl: DataLoader, seed: int = 0) -> DataLoader:
-    """The training loader with a DistributedSampler (shuffled if `dl` was); batch size is per process."""
+def reload(dl: DataLoader, sampler=None, batch_sampler=None) -> DataLoader:
+    """A copy of `dl` (same dataset, collate, workers) drawing from a new sampler or batch sampler."""
+    kw = {"batch_size": dl.batch_size, "drop_last": dl.drop_last, "sampler": sampler} if sampler else {}
+    return DataLoader(dl.dataset, batch_sampler=batch_sampler, num_workers=dl.num_workers,
+                      collate_fn=dl.collate_fn, pin_memory=dl.pin_memory, worker_init_fn=dl.worker_init_fn,
+                      generator=dl.generator, **kw)
+
+
+def shard_train(dl, seed: int = 0):
+    """This process's part of the training data. A DataLoader with a batch size gets a
+    DistributedSampler (shuffled if `dl` was; the batch size is per process); one with a batch sampler
+    gets every world-th batch. Any other loader is used as given: it shards itself (or not)."""
+    if not isinstance(dl, DataLoader):
+        return dl
     if dl.batch_size is None:
-        raise ValueError("distributed training needs a DataLoader built with batch_size (not batch_sampler)")
+        return reload(dl, batch_sampler=ShardBatches(dl.batch_sampler, rank(), world_size(), even=True))
     shuffle = isinstance(dl.sampler, RandomSampler)
     return reload(dl, DistributedSampler(dl.dataset, num_replicas=world_size(), rank=rank(),
                                          shuffle=shuffle, seed=seed, drop_last=dl.drop_last))
 
 
-def shard_valid(dl: DataLoader) -> DataLoader:
-    """The validation loader split across processes without padding (see ShardSampler)."""
+def shard_valid(dl):
+    """The validation data split across processes without padding or repeats (see ShardSampler)."""
+    if not isinstance(dl, DataLoader):
+        return dl
     if dl.batch_size is None:
-        raise ValueError("distributed validation needs a DataLoader built with batch_size")
+        return reload(dl, batch_sampler=ShardBatches(dl.batch_sampler, rank(), world_size(), even=False))
     return reload(dl, ShardSampler(len(dl.dataset), rank(), world_size()))
+
+
+def set_epoch(dl, epoch: int) -> None:
+    """Tell the loader's sampler which epoch starts (DistributedSampler reshuffles with it)."""
+    for part in (dl, getattr(dl, "sampler", None), getattr(dl, "batch_sampler", None)):
+        if hasattr(part, "set_epoch"):
+            part.set_epoch(epoch)
+            return

@@ -74,15 +74,28 @@ def cycle(dl):
         yield from dl
 
 
-def loader_generators(dl) -> list:
-    """The torch.Generators a DataLoader draws its shuffling and worker seeds from (saved in checkpoints)."""
-    found = [dl.generator, getattr(dl.sampler, "generator", None),
-             getattr(getattr(dl.batch_sampler, "sampler", None), "generator", None)]
-    unique = []
-    for g in found:
-        if g is not None and all(g is not u for u in unique):
-            unique.append(g)
-    return unique
+def loader_rngs(dl) -> list:
+    """The random generators (torch or numpy) that a loader, its sampler or batch sampler keep as
+    `.generator` or `.rng`: checkpoints and lr_find save and restore their states."""
+    parts = [dl, getattr(dl, "sampler", None), getattr(dl, "batch_sampler", None)]
+    parts.append(getattr(parts[2], "sampler", None))
+    found = []
+    for part in parts:
+        for g in (getattr(part, "generator", None), getattr(part, "rng", None)):
+            if isinstance(g, (torch.Generator, np.random.Generator)) and all(g is not f for f in found):
+                found.append(g)
+    return found
+
+
+def get_rng(g):
+    return g.get_state() if isinstance(g, torch.Generator) else g.bit_generator.state
+
+
+def set_rng(g, state) -> None:
+    if isinstance(g, torch.Generator):
+        g.set_state(state)
+    else:
+        g.bit_generator.state = state
 
 
 class Learner:
@@ -271,8 +284,7 @@ class Learner:
         quiet = {} if main else {"disable": True}  # bars on rank 0 only (and only if LESSONLIB_PROGRESS)
         for epoch in progress(range(start_epoch, epochs), desc="epoch", **quiet):
             start, self.epoch = time.perf_counter(), epoch
-            if hasattr(train_dl.sampler, "set_epoch"):
-                train_dl.sampler.set_epoch(epoch)
+            ddp.set_epoch(train_dl, epoch)
             self.training, self._losses, self._checked, sizes = True, [], 0, []
             model.train()
             self._callback("before_epoch")
@@ -367,7 +379,7 @@ class Learner:
         n_batches(self.train_dl, "train_dl")
         saved = copy.deepcopy({"model": self.model.state_dict(), "opt": self.opt.state_dict(),
                                "rng": rng_states(),
-                               "loaders": [g.get_state() for g in loader_generators(self.train_dl)]})
+                               "loaders": [get_rng(g) for g in loader_rngs(self.train_dl)]})
         lrs, smoothed, avg = [], [], 0.0
         self.training, self._losses, self._checked = True, [], 0
         self.model.train()
@@ -389,8 +401,8 @@ class Learner:
             self.model.load_state_dict(saved["model"])
             self.opt.load_state_dict(saved["opt"])
             set_rng_states(saved["rng"])
-            for g, s in zip(loader_generators(self.train_dl), saved["loaders"], strict=True):
-                g.set_state(s)
+            for g, s in zip(loader_rngs(self.train_dl), saved["loaders"], strict=True):
+                set_rng(g, s)
             self.opt.zero_grad(set_to_none=True)
             self.training = False
         if not smoothed:
@@ -434,7 +446,7 @@ class Learner:
                      "epoch": self.epoch, "fit_args": self.fit_args,
                      "history": self.history.to_dict("list"), "batch_losses": self.batch_losses,
                      "epoch_ends": self.epoch_ends, "rng": rng_states(),
-                     "loader_rng": [g.get_state() for g in loader_generators(self.train_dl)]}
+                     "loader_rng": [get_rng(g) for g in loader_rngs(self.train_dl)]}
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.name + ".tmp")
             torch.save(state, tmp)
@@ -453,8 +465,8 @@ class Learner:
         self.history = pd.DataFrame(state["history"])
         self.batch_losses, self.epoch_ends = state["batch_losses"], state["epoch_ends"]
         set_rng_states(state["rng"])
-        for g, s in zip(loader_generators(self.train_dl), state["loader_rng"], strict=False):
-            g.set_state(s)
+        for g, s in zip(loader_rngs(self.train_dl), state["loader_rng"], strict=False):
+            set_rng(g, s)
         return self
 
 

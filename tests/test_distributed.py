@@ -85,3 +85,12 @@ def test_outside_torchrun_everything_is_single_process(monkeypatch):
 def test_shard_sampler_covers_every_sample_once():
     shards = [list(distributed.ShardSampler(11, r, 3)) for r in range(3)]
     assert sorted(sum(shards, [])) == list(range(11)) and [len(s) for s in shards] == [4, 4, 3]
+
+
+def test_shard_batches_gives_every_rank_its_batches_and_equal_counts_in_training():
+    batches = [[i] for i in range(7)]
+    train = [list(distributed.ShardBatches(batches, r, 3, even=True)) for r in range(3)]
+    valid = [list(distributed.ShardBatches(batches, r, 3, even=False)) for r in range(3)]
+    assert train == [[[0], [3]], [[1], [4]], [[2], [5]]]
+    assert valid == [[[0], [3], [6]], [[1], [4]], [[2], [5]]]
+    assert [len(distributed.ShardBatches(batches, r, 3, even=True)) for r in range(3)] == [2, 2, 2]

@@ -2,6 +2,7 @@ import math
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -21,11 +22,30 @@ def make_data(n=256, d=8, seed=0):
     return TensorDataset(x, y)
 
 
-def loaders(bs=32, seed=0, n=256):
+class NumpyShuffleLoader:
+    """A hand-made loader that shuffles with its own numpy generator (like the language-model stream)."""
+
+    def __init__(self, ds, bs, seed):
+        self.ds, self.bs, self.rng = ds, bs, np.random.default_rng(seed)
+
+    def __len__(self):
+        return math.ceil(len(self.ds) / self.bs)
+
+    def __iter__(self):
+        order = torch.from_numpy(self.rng.permutation(len(self.ds)))
+        for i in range(len(self)):
+            yield self.ds[order[i * self.bs:(i + 1) * self.bs]]
+
+
+def loaders(bs=32, seed=0, n=256, kind="torch"):
     """The same data every time; `seed` only seeds the shuffling."""
     train, valid = make_data(n, seed=0), make_data(n // 2, seed=1)
-    return (DataLoader(train, batch_size=bs, shuffle=True, generator=torch.Generator().manual_seed(seed)),
-            DataLoader(valid, batch_size=bs * 2))
+    if kind == "numpy":
+        train_dl = NumpyShuffleLoader(train, bs, seed)
+    else:
+        shuffler = torch.Generator().manual_seed(seed)
+        train_dl = DataLoader(train, batch_size=bs, shuffle=True, generator=shuffler)
+    return train_dl, DataLoader(valid, batch_size=bs * 2)
 
 
 class TwoGroups(nn.Module):
@@ -41,9 +61,9 @@ class TwoGroups(nn.Module):
         return [self.body, self.head]
 
 
-def make_learner(seed=0, **kw):
+def make_learner(seed=0, kind="torch", **kw):
     torch.manual_seed(seed)
-    train_dl, valid_dl = loaders(seed=seed)
+    train_dl, valid_dl = loaders(seed=seed, kind=kind)
     return Learner(TwoGroups(), train_dl, valid_dl, F.cross_entropy, metrics={"acc": accuracy}, **kw)
 
 
@@ -289,8 +309,9 @@ def test_plot_losses_draws_train_and_valid(tmp_path):
     plt.close("all")
 
 
-def test_resume_is_exact(tmp_path):
-    straight = make_learner(seed=0)
+@pytest.mark.parametrize("kind", ["torch", "numpy"])
+def test_resume_is_exact(tmp_path, kind):
+    straight = make_learner(seed=0, kind=kind)
     straight.fit(2, 1e-2, show=False)
 
     class Crash(Exception):
@@ -302,13 +323,13 @@ def test_resume_is_exact(tmp_path):
                 raise Crash
 
     ckpt = tmp_path / "run" / "ckpt.pt"
-    crashed = make_learner(seed=0, callbacks=[CrashInSecondEpoch()])
+    crashed = make_learner(seed=0, kind=kind, callbacks=[CrashInSecondEpoch()])
     with pytest.raises(Crash):
         crashed.fit(2, 1e-2, show=False, checkpoint=ckpt)
     assert ckpt.exists() and not list(ckpt.parent.glob("*.tmp"))
 
     torch.manual_seed(123)  # a fresh process: other RNG state, other initial weights
-    resumed = make_learner(seed=7)
+    resumed = make_learner(seed=7, kind=kind)
     resumed.load(ckpt)
     assert resumed.epoch == 1 and len(resumed.history) == 1
     resumed.fit(2, 1e-2, show=False, start_epoch=resumed.epoch)
