@@ -25,10 +25,9 @@ def _show(fig) -> None:
 
 
 def _dropout_figure(p: float, activations: torch.Tensor, seed: int):
-    from .dropout import inverted_dropout
+    from .dropout import dropout
 
-    gen = torch.Generator().manual_seed(seed)
-    dropped = inverted_dropout(activations, p, generator=gen)
+    dropped = dropout(activations, p, generator=torch.Generator().manual_seed(seed))
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     vmax = float(dropped.max()) if p < 1 else 1.0
     panels = ((axes[0], activations, "activations"), (axes[1], dropped, f"after dropout p={p:.2f}"))

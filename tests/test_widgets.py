@@ -71,3 +71,15 @@ def test_pca_projection_keeps_the_main_direction():
     xy = widgets._pca_2d(line)
     assert np.abs(xy[:, 0]).max() == pytest.approx(5.0, rel=1e-2)
     assert np.abs(xy[:, 1]).max() < 0.01
+
+
+def test_dropout_explorer_static_shows_kept_units_scaled(static, shown):
+    assert widgets.dropout_explorer(p=0.25, shape=(4, 5)) is None
+    (fig,) = shown
+    assert "1/(1-p) = 1.33" in fig._suptitle.get_text()
+
+
+def test_dropout_explorer_live_has_a_p_slider(live):
+    box = widgets.dropout_explorer(p=0.5)
+    slider = box.children[0]
+    assert isinstance(slider, ipywidgets.FloatSlider) and slider.value == 0.5 and slider.max < 1
