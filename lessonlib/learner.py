@@ -102,10 +102,11 @@ class Learner:
     """Trains `model` on `train_dl`, validating on `valid_dl` after every epoch.
 
     Batches are `(x, y)`; the loss is `loss_func(model(x), y)`. `metrics` maps names to callables
-    `(pred, target) -> scalar`, averaged over validation samples. `clip` is the max global gradient
-    norm. `amp`: None = bf16/fp16 autocast on CUDA only, False = off, "bf16" (also on CPU) or "fp16".
-    Callbacks may define before_fit, before_epoch, before_validate, before_batch (returns the batch,
-    called before the move to the device), after_loss (returns the loss), after_epoch and after_fit.
+    `(pred, target) -> scalar`, averaged over validation targets (weighted by `target.numel()`). `clip`
+    is the max global gradient norm. `amp`: None = bf16/fp16 autocast on CUDA only, False = off, "bf16"
+    (also on CPU) or "fp16". Callbacks may define before_fit, before_epoch, before_validate,
+    before_batch (returns the batch, called before the move to the device), after_loss (returns the
+    loss), after_epoch and after_fit; `learn.training` tells training from validation.
     """
 
     def __init__(self, model: nn.Module, train_dl, valid_dl=None, loss_func=None, metrics=None,
@@ -125,7 +126,10 @@ class Learner:
         self.amp_dtype = self._amp_dtype(amp)
         use_scaler = self.amp_dtype == torch.float16 and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
-        groups = [{"params": list(g.parameters())} for g in self.layer_groups()]
+        groups, seen = [], set()  # a tied weight goes to the first group that holds it
+        for g in self.layer_groups():
+            groups.append({"params": [p for p in g.parameters() if id(p) not in seen]})
+            seen.update(id(p) for p in groups[-1]["params"])
         opt_func = opt_func or (lambda groups, **kw: torch.optim.AdamW(groups, betas=(0.9, 0.99), **kw))
         self.opt = opt_func(groups, lr=1e-3, weight_decay=wd)
         self.epoch, self.training, self.fit_args = 0, False, None
@@ -293,7 +297,7 @@ class Learner:
             for i, batch in enumerate(batches):
                 self._set_hypers(lrs, *sched((epoch * n + i) / (epochs * n)))
                 self._train_step(model, batch, f"epoch {epoch}")
-                sizes.append(len(batch[1]))
+                sizes.append(batch[1].numel())
             self._check_finite(f"epoch {epoch}")
             losses = torch.stack(self._losses).float().cpu()
             self.batch_losses += losses.tolist()
@@ -346,8 +350,8 @@ class Learner:
                 loss = self._callback("after_loss", self.loss_func(pred, y), pred, y)
             values = [loss, *[m(pred, y) for m in self.metrics.values()]]
             sums[:-1] += torch.stack([torch.as_tensor(v, dtype=self.sum_dtype, device=self.device)
-                                      for v in values]) * len(y)
-            sums[-1] += len(y)
+                                      for v in values]) * y.numel()
+            sums[-1] += y.numel()
         sums = ddp.all_reduce_sum(sums).cpu()
         return dict(zip(["loss", *self.metrics], (sums[:-1] / sums[-1]).tolist(), strict=True))
 

@@ -355,3 +355,25 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, mo
     fresh = make_learner(seed=3)
     fresh.load(path)
     assert all(torch.equal(a, b) for a, b in zip(params(learn.model), params(fresh.model), strict=True))
+
+
+def test_tied_weights_sit_in_one_group_only():
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb, self.out = nn.Linear(8, 8, bias=False), nn.Linear(8, 2)
+            self.dec = nn.Linear(8, 8, bias=False)
+            self.dec.weight = self.emb.weight
+
+        def forward(self, x):
+            return self.out(self.dec(self.emb(x)))
+
+        def layer_groups(self):
+            return [self.emb, nn.ModuleList([self.dec, self.out])]
+
+    learn = Learner(Tied(), *loaders(), F.cross_entropy)
+    first, last = learn.opt.param_groups
+    assert first["params"] == [learn.model.emb.weight]
+    assert len(last["params"]) == 2 and all(p is not learn.model.emb.weight for p in last["params"])
+    learn.fit(1, 1e-2, show=False)
+    assert torch.equal(learn.model.dec.weight, learn.model.emb.weight)
