@@ -1,0 +1,59 @@
+"""Plot helpers more than one notebook uses: curves per group with mean ± std bands over seeds, and a
+metric against a parameter with error bars. Both take tidy DataFrames (one row per run, or per run and
+epoch) and return the matplotlib Axes they drew on.
+"""
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+
+def _check_columns(df: pd.DataFrame, *columns) -> None:
+    missing = [c for c in columns if c is not None and c not in df.columns]
+    if missing:
+        raise KeyError(f"column(s) {missing} not in the DataFrame; it has {list(df.columns)}")
+
+
+def _axes(ax):
+    return ax if ax is not None else plt.subplots(figsize=(6, 4))[1]
+
+
+def plot_curves(df: pd.DataFrame, x: str, y: str, group: str | None = None, ax=None, label: str = "{}",
+                colors=None, **line_kw):
+    """One line per value of `group`: the mean of `y` at each `x` over the rows sharing them (the seeds),
+    with a band of ± one standard deviation. `label` formats the group value (e.g. "p={}")."""
+    _check_columns(df, x, y, group)
+    ax = _axes(ax)
+    groups = [(None, df)] if group is None else list(df.groupby(group, sort=True))
+    cmap = plt.get_cmap("viridis")
+    for i, (value, part) in enumerate(groups):
+        stats = part.groupby(x)[y].agg(["mean", "std"]).fillna(0.0)
+        color = colors[i] if colors is not None else (cmap(i / max(len(groups) - 1, 1)) if group else None)
+        (line,) = ax.plot(stats.index, stats["mean"], color=color,
+                          label=label.format(value) if group else label.format(y), **line_kw)
+        ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"],
+                        color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set(xlabel=x, ylabel=y)
+    return ax
+
+
+def plot_vs_param(df: pd.DataFrame, x: str, y: str, group: str | None = None, yerr: str | None = None,
+                  ax=None, label: str = "{}", **errorbar_kw):
+    """`y` against the parameter `x` with error bars, one line per value of `group`.
+
+    Without `yerr`, the rows sharing an x (the seeds) are averaged and the bars are ± one standard
+    deviation; with `yerr`, each row is one point and that column gives its bar (e.g. a standard error)."""
+    _check_columns(df, x, y, group, yerr)
+    ax = _axes(ax)
+    errorbar_kw.setdefault("marker", "o")
+    errorbar_kw.setdefault("capsize", 3)
+    groups = [(None, df)] if group is None else list(df.groupby(group, sort=True))
+    for value, part in groups:
+        if yerr is None:
+            stats = part.groupby(x)[y].agg(["mean", "std"]).fillna(0.0)
+            xs, ys, es = stats.index, stats["mean"], stats["std"]
+        else:
+            part = part.sort_values(x)
+            xs, ys, es = part[x], part[y], part[yerr]
+        ax.errorbar(xs, ys, yerr=es, label=label.format(value) if group else label.format(y), **errorbar_kw)
+    ax.set(xlabel=x, ylabel=y)
+    return ax
