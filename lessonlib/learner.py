@@ -274,7 +274,11 @@ class Learner:
         if valid_dl is not None:
             n_batches(valid_dl, "valid_dl")
         lrs, sched = self.group_lrs(lr), get_schedule(schedule)
-        self.fit_args = {"epochs": epochs, "lr": lrs, "schedule": str(schedule)}
+        args = {"epochs": epochs, "lr": lrs, "schedule": str(schedule)}
+        if start_epoch > 0 and self.fit_args not in (None, args):
+            raise ValueError(f"resuming a run begun as fit({self.fit_args}); call fit with the same epochs, "
+                             f"lr and schedule (got {args}) so the schedule continues where it stopped")
+        self.fit_args = args
         if start_epoch == 0:
             self.history, self.batch_losses, self.epoch_ends = pd.DataFrame(), [], []
         model = self.model

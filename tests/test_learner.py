@@ -332,6 +332,8 @@ def test_resume_is_exact(tmp_path, kind):
     resumed = make_learner(seed=7, kind=kind)
     resumed.load(ckpt)
     assert resumed.epoch == 1 and len(resumed.history) == 1
+    with pytest.raises(ValueError, match="same epochs, lr and schedule"):
+        resumed.fit(3, 1e-2, show=False, start_epoch=resumed.epoch)
     resumed.fit(2, 1e-2, show=False, start_epoch=resumed.epoch)
     assert all(torch.equal(a, b) for a, b in zip(params(straight.model), params(resumed.model), strict=True))
     assert resumed.history.drop(columns="seconds").equals(straight.history.drop(columns="seconds"))
