@@ -1,0 +1,310 @@
+"""AWD-LSTM (Merity et al. 2017) as the lesson uses it: an encoder, a decoder head, and the language model.
+
+- `AWDLSTM`: the encoder (embedding -> stacked LSTMs), reusable by a classifier. Dropouts: whole word
+  vectors (`embed_p`), locked (variational) dropout on the input (`input_p`) and between layers
+  (`hidden_p`), DropConnect on the hidden-to-hidden weights (`weight_p`); all scaled by `drop_mult`.
+  It carries its hidden state across calls (detached), `reset()` clears it.
+- `LinearDecoder`: output dropout (`output_p`) then a linear layer tied to the embedding.
+- `AdaptiveDecoder`: the same with an adaptive softmax (Grave et al. 2017) instead of the full one.
+- `LanguageModel(encoder, decoder)`, `awd_lstm_lm(...)`, `plain_lstm_lm(...)` (no AWD regularisation).
+- `RNNRegularizer` (AR/TAR, an `after_loss` callback) and `ResetState` (a `before_epoch` callback).
+"""
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# the lesson's dropouts (fast.ai 2018 lesson 4: [0.25, 0.1, 0.2, 0.02, 0.15] * drop_mult)
+AWD_DROPOUTS = {"input_p": 0.25, "output_p": 0.1, "weight_p": 0.2, "embed_p": 0.02, "hidden_p": 0.15}
+
+
+def dropout_mask(like: torch.Tensor, shape, p: float) -> torch.Tensor:
+    """A Bernoulli(1-p) mask scaled by 1/(1-p), shaped to broadcast."""
+    return like.new_empty(shape).bernoulli_(1 - p).div_(1 - p)
+
+
+class LockedDropout(nn.Module):
+    """Variational dropout: one mask per sequence, the same at every time step. x: (bs, seq, features)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        return x * dropout_mask(x, (x.size(0), 1, x.size(2)), self.p)
+
+
+class EmbeddingDropout(nn.Module):
+    """An embedding that, in training, drops whole word vectors (the same word is dropped everywhere in
+    the batch)."""
+
+    def __init__(self, vocab_size: int, emb_size: int, pad_id: int, p: float):
+        super().__init__()
+        self.emb = nn.Embedding(vocab_size, emb_size, padding_idx=pad_id)
+        self.emb.weight.data.uniform_(-0.1, 0.1)
+        self.emb.weight.data[pad_id] = 0
+        self.p, self.pad_id = p, pad_id
+
+    @property
+    def weight(self) -> nn.Parameter:
+        return self.emb.weight
+
+    def forward(self, words: torch.Tensor) -> torch.Tensor:
+        w = self.emb.weight
+        if self.training and self.p > 0:
+            w = w * dropout_mask(w, (w.size(0), 1), self.p)
+        return F.embedding(words, w, self.pad_id)
+
+
+class WeightDropLSTM(nn.Module):
+    """One LSTM layer (batch first) with DropConnect on its hidden-to-hidden weights in training."""
+
+    def __init__(self, n_in: int, n_hid: int, weight_p: float = 0.0):
+        super().__init__()
+        k = 1 / math.sqrt(n_hid)
+        self.w_ih = nn.Parameter(torch.empty(4 * n_hid, n_in).uniform_(-k, k))
+        self.w_hh = nn.Parameter(torch.empty(4 * n_hid, n_hid).uniform_(-k, k))
+        self.b_ih = nn.Parameter(torch.empty(4 * n_hid).uniform_(-k, k))
+        self.b_hh = nn.Parameter(torch.empty(4 * n_hid).uniform_(-k, k))
+        self.n_in, self.n_hid, self.weight_p = n_in, n_hid, weight_p
+
+    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
+        w_hh = self.w_hh
+        if self.training and self.weight_p > 0:
+            w_hh = F.dropout(w_hh, self.weight_p)
+        weights = [self.w_ih, w_hh, self.b_ih, self.b_hh]
+        # the op behind nn.LSTM: (input, hx, weights, has_biases, layers, dropout, train, bidir, batch_first)
+        out, h, c = torch.lstm(x, state, weights, True, 1, 0.0, self.training, False, True)
+        return out, (h, c)
+
+    def extra_repr(self) -> str:
+        return f"{self.n_in}, {self.n_hid}, weight_p={self.weight_p}"
+
+
+class AWDLSTM(nn.Module):
+    """The encoder: tokens (bs, seq) -> last layer's outputs (bs, seq, emb_size).
+
+    Layer sizes: emb_size -> n_hid -> ... -> emb_size (the last layer returns to emb_size so the decoder
+    can be tied to the embedding). The hidden state is kept between calls, detached, and cleared by
+    `reset()`, when the batch size changes, or when switching between train and eval mode."""
+
+    def __init__(self, vocab_size: int, emb_size: int = 400, n_hid: int = 1152, n_layers: int = 3,
+                 pad_id: int = 1, input_p: float = 0.25, hidden_p: float = 0.15, embed_p: float = 0.02,
+                 weight_p: float = 0.2, drop_mult: float = 1.0):
+        super().__init__()
+        if n_layers < 1:
+            raise ValueError("n_layers must be at least 1")
+        self.config = dict(vocab_size=vocab_size, emb_size=emb_size, n_hid=n_hid, n_layers=n_layers,
+                           pad_id=pad_id, input_p=input_p, hidden_p=hidden_p, embed_p=embed_p,
+                           weight_p=weight_p, drop_mult=drop_mult)
+        m = drop_mult
+        self.embedding = EmbeddingDropout(vocab_size, emb_size, pad_id, embed_p * m)
+        sizes = [emb_size] + [n_hid] * (n_layers - 1) + [emb_size]
+        self.rnns = nn.ModuleList(WeightDropLSTM(n_in, n_out, weight_p * m)
+                                  for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True))
+        self.input_dp = LockedDropout(input_p * m)
+        self.hidden_dps = nn.ModuleList(LockedDropout(hidden_p * m) for _ in range(n_layers - 1))
+        self.hidden = None
+        self.last_output = None  # the last layer's output of the latest call (for TAR)
+
+    def reset(self) -> None:
+        """Forget the hidden state (start of an epoch, a new text, ...)."""
+        self.hidden = None
+
+    def train(self, mode: bool = True):
+        if mode != self.training:
+            self.reset()
+        return super().train(mode)
+
+    def _init_hidden(self, bs: int, like: torch.Tensor):
+        return [(like.new_zeros(1, bs, r.n_hid), like.new_zeros(1, bs, r.n_hid)) for r in self.rnns]
+
+    def forward(self, words: torch.Tensor) -> torch.Tensor:
+        if words.dim() != 2:
+            raise ValueError(f"expected token ids of shape (batch, seq), got {tuple(words.shape)}")
+        x = self.input_dp(self.embedding(words))
+        bs = words.size(0)
+        if self.hidden is None or self.hidden[0][0].size(1) != bs or self.hidden[0][0].device != x.device:
+            self.hidden = self._init_hidden(bs, x)
+        new_hidden = []
+        for i, rnn in enumerate(self.rnns):
+            x, state = rnn(x, self.hidden[i])
+            new_hidden.append(tuple(s.detach() for s in state))
+            if i < len(self.hidden_dps):
+                x = self.hidden_dps[i](x)
+        self.hidden = new_hidden
+        self.last_output = x
+        return x
+
+    def layer_groups(self) -> list[nn.Module]:
+        """[embedding, rnn 1, ..., rnn n]: for discriminative learning rates and gradual unfreezing."""
+        return [self.embedding, *self.rnns]
+
+
+class LinearDecoder(nn.Module):
+    """Output dropout, then logits over the vocabulary; `tie_to` shares the embedding's weight."""
+
+    def __init__(self, emb_size: int, vocab_size: int, output_p: float = 0.1, tie_to: nn.Parameter = None):
+        super().__init__()
+        self.output_dp = LockedDropout(output_p)
+        self.linear = nn.Linear(emb_size, vocab_size)
+        if tie_to is not None:
+            self.linear.weight = tie_to
+        nn.init.zeros_(self.linear.bias)
+        self.last_input = None  # the dropped activations of the latest call (for AR)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        self.last_input = self.output_dp(h)
+        return self.linear(self.last_input)
+
+    def log_probs(self, h: torch.Tensor) -> torch.Tensor:
+        return F.log_softmax(self.forward(h).float(), dim=-1)
+
+
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross entropy over all positions (logits (bs, seq, V), targets (bs, seq))."""
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
+
+
+def lm_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Fraction of positions whose most likely next token is the right one."""
+    return (logits.argmax(-1) == targets).float().mean()
+
+
+class AdaptiveDecoder(nn.Module):
+    """Output dropout, then an adaptive softmax: frequent tokens get the full `emb_size`, rarer clusters
+    smaller projections (each `div_value` times smaller). The model's output is the dropped hidden
+    state; `loss(h, y)` gives the exact mean negative log-likelihood. Token ids must be sorted by
+    frequency (our Vocab is, after its special tokens)."""
+
+    def __init__(self, emb_size: int, vocab_size: int, cutoffs=(2000, 10000), output_p: float = 0.1,
+                 div_value: float = 4.0):
+        super().__init__()
+        cutoffs = [c for c in cutoffs if c < vocab_size - 1]
+        if not cutoffs:
+            raise ValueError(f"cutoffs must be below the vocabulary size {vocab_size}")
+        self.output_dp = LockedDropout(output_p)
+        self.asm = nn.AdaptiveLogSoftmaxWithLoss(emb_size, vocab_size, cutoffs, div_value=div_value)
+        self.last_input = None
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        self.last_input = self.output_dp(h)
+        return self.last_input
+
+    def loss(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.asm(h.reshape(-1, h.size(-1)).float(), targets.reshape(-1)).loss
+
+    def log_probs(self, h: torch.Tensor) -> torch.Tensor:
+        return self.asm.log_prob(self.forward(h).reshape(-1, h.size(-1)).float()).view(*h.shape[:-1], -1)
+
+
+class LanguageModel(nn.Module):
+    """encoder + decoder. `forward(x)` gives the decoder's output (logits for `LinearDecoder`)."""
+
+    def __init__(self, encoder: AWDLSTM, decoder: nn.Module):
+        super().__init__()
+        self.encoder, self.decoder = encoder, decoder
+
+    def forward(self, words: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(words))
+
+    def reset(self) -> None:
+        self.encoder.reset()
+
+    def log_probs(self, words: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities of the next token at every position: (bs, seq, V)."""
+        return self.decoder.log_probs(self.encoder(words))
+
+    def layer_groups(self) -> list[nn.Module]:
+        """[rnn 1, ..., rnn n, embedding + decoder] (the tied weight lives in the last group)."""
+        return [*self.encoder.rnns, nn.ModuleList([self.encoder.embedding, self.decoder])]
+
+
+def awd_lstm_lm(vocab_size: int, emb_size: int = 400, n_hid: int = 1152, n_layers: int = 3,
+                drop_mult: float = 1.0, pad_id: int = 1, adaptive_cutoffs=None, **dropouts) -> LanguageModel:
+    """An AWD-LSTM language model with the lesson's dropouts (override any of AWD_DROPOUTS by name),
+    all scaled by `drop_mult`; the decoder is tied to the embedding unless `adaptive_cutoffs` is given."""
+    ps = {**AWD_DROPOUTS, **dropouts}
+    unknown = set(ps) - set(AWD_DROPOUTS)
+    if unknown:
+        raise TypeError(f"unknown dropout(s) {sorted(unknown)}; known: {sorted(AWD_DROPOUTS)}")
+    output_p = ps.pop("output_p") * drop_mult
+    enc = AWDLSTM(vocab_size, emb_size, n_hid, n_layers, pad_id, drop_mult=drop_mult, **ps)
+    if adaptive_cutoffs:
+        dec = AdaptiveDecoder(emb_size, vocab_size, adaptive_cutoffs, output_p)
+    else:
+        dec = LinearDecoder(emb_size, vocab_size, output_p, tie_to=enc.embedding.weight)
+    return LanguageModel(enc, dec)
+
+
+def plain_lstm_lm(vocab_size: int, emb_size: int = 400, n_hid: int = 1152, n_layers: int = 3,
+                  pad_id: int = 1, adaptive_cutoffs=None) -> LanguageModel:
+    """The same model with every dropout off (train it without AR/TAR): the comparison point."""
+    return awd_lstm_lm(vocab_size, emb_size, n_hid, n_layers, drop_mult=0.0, pad_id=pad_id,
+                       adaptive_cutoffs=adaptive_cutoffs)
+
+
+class RNNRegularizer:
+    """Activation regularisation `alpha * mean(dropped_out^2)` and temporal activation regularisation
+    `beta * mean((h_t - h_{t-1})^2)` on the last layer, added to the training loss (`after_loss`)."""
+
+    def __init__(self, alpha: float = 2.0, beta: float = 1.0):
+        self.alpha, self.beta = alpha, beta
+
+    def after_loss(self, learn, loss, pred, target):
+        if not learn.training:
+            return loss
+        model = learn.model
+        if self.alpha:
+            loss = loss + self.alpha * model.decoder.last_input.float().pow(2).mean()
+        if self.beta:
+            h = model.encoder.last_output.float()
+            loss = loss + self.beta * (h[:, 1:] - h[:, :-1]).pow(2).mean()
+        return loss
+
+
+class ResetState:
+    """Clear the hidden state at the start of every epoch (`before_epoch`)."""
+
+    def before_epoch(self, learn):
+        learn.model.reset()
+
+
+def save_encoder(path, encoder: AWDLSTM, vocab) -> Path:
+    """Write the encoder's config and weights and the vocabulary to one file, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save({"format": "lessonlib-awd-lstm-encoder/1", "config": encoder.config, "state_dict": state,
+                    "itos": vocab.itos, "counts": vocab.counts}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_encoder(path, **overrides):
+    """(encoder, vocab) from a file written by `save_encoder`; `overrides` change config entries such
+    as dropouts (e.g. `drop_mult=0.5` for a classifier)."""
+    from lessonlib.text.vocab import Vocab
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no saved encoder at {path}: run notebooks/04_imdb_language_model.ipynb "
+                                "or lessonlib.text.lm.imdb_language_model() first")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    config = {**blob["config"], **overrides}
+    encoder = AWDLSTM(**config)
+    encoder.load_state_dict(blob["state_dict"])
+    return encoder, Vocab(blob["itos"], blob.get("counts"))

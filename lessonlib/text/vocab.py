@@ -1,0 +1,124 @@
+"""Vocabulary: token <-> id, rare tokens to `xxunk`, special tokens first; numericalize to int32."""
+
+import json
+import os
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from lessonlib.text.tokenize import PAD, SPECIAL_TOKENS, UNK
+
+
+class Vocab:
+    """`itos[i]` is the token with id i; `stoi` maps back, unknown tokens to the id of `xxunk`.
+
+    Build with `Vocab.build(docs, min_freq, max_size)`; `counts` keeps the training frequencies."""
+
+    def __init__(self, itos: list[str], counts: dict[str, int] | None = None):
+        if itos[: len(SPECIAL_TOKENS)] != SPECIAL_TOKENS:
+            raise ValueError(f"a vocabulary must start with the special tokens {SPECIAL_TOKENS}")
+        if len(set(itos)) != len(itos):
+            raise ValueError("a vocabulary must not list a token twice")
+        self.itos = list(itos)
+        self.stoi = {t: i for i, t in enumerate(self.itos)}
+        self.counts = dict(counts or {})
+        self.unk_id, self.pad_id = self.stoi[UNK], self.stoi[PAD]
+
+    @classmethod
+    def build(cls, docs, min_freq: int = 3, max_size: int = 60_000) -> "Vocab":
+        """Keep tokens seen at least `min_freq` times, the `max_size` most frequent (ties by first
+        appearance), after the special tokens."""
+        if min_freq < 1 or max_size < len(SPECIAL_TOKENS):
+            raise ValueError(f"need min_freq >= 1 and max_size >= {len(SPECIAL_TOKENS)}")
+        counts = Counter()
+        for d in docs:
+            counts.update(d)
+        keep = [t for t, c in counts.most_common() if c >= min_freq and t not in SPECIAL_TOKENS]
+        itos = SPECIAL_TOKENS + keep[: max_size - len(SPECIAL_TOKENS)]
+        return cls(itos, counts)
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __contains__(self, token: str) -> bool:
+        return token in self.stoi
+
+    def numericalize(self, tokens: list[str]) -> np.ndarray:
+        """int32 ids of `tokens` (unknown ones -> `xxunk`)."""
+        get, unk = self.stoi.get, self.unk_id
+        return np.fromiter((get(t, unk) for t in tokens), dtype=np.int32, count=len(tokens))
+
+    def textify(self, ids) -> list[str]:
+        return [self.itos[int(i)] for i in ids]
+
+    def coverage(self, docs) -> float:
+        """Fraction of the tokens in `docs` that are in the vocabulary (not mapped to `xxunk`)."""
+        total = known = 0
+        for d in docs:
+            total += len(d)
+            known += sum(t in self.stoi for t in d)
+        return known / max(total, 1)
+
+    def save(self, path) -> None:
+        """Write `itos` (and counts) as JSON, atomically."""
+        atomic_write_bytes(Path(path), json.dumps({"itos": self.itos, "counts": self.counts}).encode())
+
+    @classmethod
+    def load(cls, path) -> "Vocab":
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no vocabulary at {path}; build one with Vocab.build(...).save(path)")
+        data = json.loads(path.read_text())
+        return cls(data["itos"], data.get("counts"))
+
+
+def numericalize_docs(vocab: Vocab, docs) -> list[np.ndarray]:
+    """One int32 array per document."""
+    return [vocab.numericalize(d) for d in docs]
+
+
+def save_ids(path, arrays: list[np.ndarray]) -> None:
+    """Store many int32 arrays as one flat `.npy` plus offsets (`path` and `path.offsets.npy`)."""
+    path = Path(path)
+    flat = np.concatenate(arrays) if arrays else np.zeros(0, np.int32)
+    offsets = np.zeros(len(arrays) + 1, np.int64)
+    np.cumsum([len(a) for a in arrays], out=offsets[1:])
+    for p, a in ((path, flat), (path.with_suffix(".offsets.npy"), offsets)):
+        with _atomic(p) as f:
+            np.save(f, a)
+
+
+def load_ids(path, mmap: bool = True) -> list[np.ndarray]:
+    """Read arrays written by `save_ids`, memory-mapped by default (views into one file)."""
+    path = Path(path)
+    flat = np.load(path, mmap_mode="r" if mmap else None)
+    offsets = np.load(path.with_suffix(".offsets.npy"))
+    return [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+
+
+class _atomic:
+    """`with _atomic(path) as f:` writes a temporary file beside `path`, renamed over it on success."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
+        self.f = os.fdopen(fd, "wb")
+        return self.f
+
+    def __exit__(self, exc_type, exc, tb):
+        self.f.close()
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            Path(self.tmp).unlink(missing_ok=True)
+        return False
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with _atomic(path) as f:
+        f.write(data)

@@ -1,0 +1,161 @@
+import math
+
+import pytest
+import torch
+
+from lessonlib.learner import Learner
+from lessonlib.text.awd_lstm import (
+    AWDLSTM,
+    EmbeddingDropout,
+    LockedDropout,
+    ResetState,
+    RNNRegularizer,
+    WeightDropLSTM,
+    awd_lstm_lm,
+    lm_loss,
+    load_encoder,
+    plain_lstm_lm,
+    save_encoder,
+)
+from lessonlib.text.lm_data import LMLoader
+from lessonlib.text.tokenize import SPECIAL_TOKENS
+from lessonlib.text.vocab import Vocab
+
+V = 30
+
+
+def test_weight_drop_lstm_matches_nn_lstm_without_dropout():
+    torch.manual_seed(0)
+    ours, ref = WeightDropLSTM(5, 7, weight_p=0.0), torch.nn.LSTM(5, 7, batch_first=True)
+    with torch.no_grad():
+        for a, b in [("w_ih", "weight_ih_l0"), ("w_hh", "weight_hh_l0"), ("b_ih", "bias_ih_l0"),
+                     ("b_hh", "bias_hh_l0")]:
+            getattr(ours, a).copy_(getattr(ref, b))
+    x, h = torch.randn(2, 4, 5), (torch.zeros(1, 2, 7), torch.zeros(1, 2, 7))
+    out, (hn, cn) = ours(x, h)
+    ref_out, (ref_h, ref_c) = ref(x, h)
+    assert torch.allclose(out, ref_out, atol=1e-6) and torch.allclose(cn, ref_c, atol=1e-6)
+
+
+def test_weight_drop_changes_training_output_only():
+    torch.manual_seed(0)
+    rnn = WeightDropLSTM(4, 6, weight_p=0.5)
+    x, h = torch.randn(3, 5, 4), (torch.zeros(1, 3, 6), torch.zeros(1, 3, 6))
+    rnn.eval()
+    assert torch.equal(rnn(x, h)[0], rnn(x, h)[0])
+    rnn.train()
+    assert not torch.equal(rnn(x, h)[0], rnn(x, h)[0])
+    rnn(x, h)[0].sum().backward()
+    assert rnn.w_hh.grad is not None and rnn.w_hh.grad.abs().sum() > 0
+
+
+def test_locked_dropout_uses_one_mask_per_sequence():
+    torch.manual_seed(0)
+    d = LockedDropout(0.5).train()
+    out = d(torch.ones(4, 6, 8))
+    assert torch.equal(out, out[:, :1].expand_as(out))  # same mask at every time step
+    assert set(out.unique().tolist()) <= {0.0, 2.0}
+    d.eval()
+    assert torch.equal(d(torch.ones(2, 3, 4)), torch.ones(2, 3, 4))
+
+
+def test_embedding_dropout_drops_whole_words():
+    torch.manual_seed(0)
+    emb = EmbeddingDropout(V, 4, pad_id=1, p=0.5).train()
+    words = torch.tensor([[3, 3, 5, 5, 7]])
+    out = emb(words)
+    zero = out.abs().sum(-1) == 0
+    assert torch.equal(zero[0, 0], zero[0, 1]) and torch.equal(zero[0, 2], zero[0, 3])
+    assert torch.equal(emb(torch.tensor([[1]])), torch.zeros(1, 1, 4))  # padding stays zero
+
+
+def test_encoder_shapes_state_and_groups():
+    enc = AWDLSTM(V, emb_size=6, n_hid=10, n_layers=3)
+    x = torch.randint(0, V, (2, 7))
+    assert enc(x).shape == (2, 7, 6)
+    assert len(enc.hidden) == 3 and not enc.hidden[0][0].requires_grad  # detached, carried
+    first = enc.hidden[0][0].clone()
+    enc(x)
+    assert not torch.equal(first, enc.hidden[0][0])
+    enc.reset()
+    assert enc.hidden is None
+    enc(torch.randint(0, V, (5, 3)))  # a new batch size starts a fresh state
+    assert enc.hidden[0][0].shape == (1, 5, 10)
+    enc.eval()  # switching mode resets
+    assert enc.hidden is None
+    assert len(enc.layer_groups()) == 4
+    with pytest.raises(ValueError, match="batch, seq"):
+        enc(torch.zeros(3, dtype=torch.long))
+
+
+def test_carried_state_equals_one_long_pass():
+    torch.manual_seed(0)
+    enc = AWDLSTM(V, 6, 10, 2, drop_mult=0.0).eval()
+    x = torch.randint(0, V, (2, 12))
+    whole = enc(x)
+    enc.reset()
+    parts = torch.cat([enc(x[:, :5]), enc(x[:, 5:])], dim=1)
+    assert torch.allclose(whole, parts, atol=1e-6)
+
+
+def test_language_model_is_tied_and_plain_has_no_dropout():
+    lm = awd_lstm_lm(V, 6, 10, 2)
+    assert lm.decoder.linear.weight is lm.encoder.embedding.weight
+    assert lm(torch.randint(0, V, (2, 5))).shape == (2, 5, V)
+    plain = plain_lstm_lm(V, 6, 10, 2)
+    ps = [m.p for m in plain.modules() if hasattr(m, "p")] + [r.weight_p for r in plain.encoder.rnns]
+    assert ps and all(p == 0 for p in ps)
+    with pytest.raises(TypeError, match="unknown dropout"):
+        awd_lstm_lm(V, 6, 10, 2, hiden_p=0.1)
+
+
+def test_adaptive_decoder_gives_normalised_log_probs():
+    lm = awd_lstm_lm(V, 16, 10, 1, adaptive_cutoffs=(10, 20))
+    x, y = torch.randint(0, V, (2, 5)), torch.randint(0, V, (2, 5))
+    lm.eval()
+    logp = lm.log_probs(x)
+    assert torch.allclose(logp.exp().sum(-1), torch.ones(2, 5), atol=1e-5)
+    lm.reset()
+    nll = -logp.gather(-1, y[..., None]).mean()
+    assert torch.allclose(lm.decoder.loss(lm(x), y), nll, atol=1e-5)
+
+
+def test_ar_tar_add_to_training_loss_only():
+    lm = awd_lstm_lm(V, 6, 10, 2)
+    x = torch.randint(0, V, (2, 5))
+    lm(x)
+
+    class Fake:
+        model, training = lm, True
+
+    base = torch.tensor(1.0)
+    assert RNNRegularizer(2.0, 1.0).after_loss(Fake, base, None, None) > base
+    Fake.training = False
+    assert RNNRegularizer(2.0, 1.0).after_loss(Fake, base, None, None) == base
+
+
+def test_training_through_learner_lowers_loss_on_a_repeated_text():
+    torch.manual_seed(0)
+    docs = [torch.arange(10, 25).numpy()] * 40  # a deterministic pattern an LSTM can learn
+    train = LMLoader(docs, bs=4, bptt=10, shuffle=True, jitter=2)
+    valid = LMLoader(docs[:8], bs=4, bptt=10)
+    lm = awd_lstm_lm(V, 16, 32, 2, drop_mult=0.1)
+    learn = Learner(lm, train, valid, lm_loss, clip=0.5, callbacks=[ResetState(), RNNRegularizer()],
+                    device="cpu")
+    assert learn.evaluate()["loss"] > math.log(15)
+    learn.fit(4, 3e-2, show=False)
+    # below log(15), the loss of the best guess that ignores context (15 equally frequent tokens)
+    assert learn.history["valid_loss"].iloc[-1] < math.log(15) - 0.2
+
+
+def test_save_and_load_encoder(tmp_path):
+    vocab = Vocab(SPECIAL_TOKENS + [f"w{i}" for i in range(V - len(SPECIAL_TOKENS))])
+    enc = AWDLSTM(V, 6, 10, 2).eval()
+    path = save_encoder(tmp_path / "m" / "enc.pt", enc, vocab)
+    enc2, vocab2 = load_encoder(path, drop_mult=0.5)
+    assert vocab2.itos == vocab.itos and enc2.config["drop_mult"] == 0.5
+    x = torch.randint(0, V, (2, 4))
+    assert torch.allclose(enc(x), enc2.eval()(x))
+    assert not list((tmp_path / "m").glob("*.tmp"))
+    with pytest.raises(FileNotFoundError, match="notebooks/04"):
+        load_encoder(tmp_path / "none.pt")

@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+from lessonlib.text.tokenize import PAD, SPECIAL_TOKENS, UNK
+from lessonlib.text.vocab import Vocab, load_ids, save_ids
+
+
+def docs():
+    return [["the", "cat", "the", "dog"], ["the", "cat", "rare"], ["cat"]]
+
+
+def test_build_min_freq_max_size_and_special_first():
+    v = Vocab.build(docs(), min_freq=2)
+    assert v.itos[: len(SPECIAL_TOKENS)] == SPECIAL_TOKENS
+    assert v.itos[len(SPECIAL_TOKENS) :] == ["the", "cat"]  # most frequent first, rare ones dropped
+    assert v.numericalize(["cat", "rare"]).tolist() == [v.stoi["cat"], v.stoi[UNK]]
+    assert v.numericalize(["cat"]).dtype == np.int32
+    assert v.pad_id == v.stoi[PAD]
+    small = Vocab.build(docs(), min_freq=1, max_size=len(SPECIAL_TOKENS) + 1)
+    assert small.itos[-1] == "the" and len(small) == len(SPECIAL_TOKENS) + 1
+
+
+def test_coverage_and_textify():
+    v = Vocab.build(docs(), min_freq=2)
+    assert v.coverage([["the", "rare"]]) == 0.5
+    assert v.textify(v.numericalize(["the", "dog"])) == ["the", UNK]
+
+
+def test_save_load(tmp_path):
+    v = Vocab.build(docs(), min_freq=1)
+    v.save(tmp_path / "v.json")
+    w = Vocab.load(tmp_path / "v.json")
+    assert w.itos == v.itos and w.counts == v.counts
+    with pytest.raises(FileNotFoundError, match="Vocab.build"):
+        Vocab.load(tmp_path / "missing.json")
+
+
+def test_bad_vocabularies():
+    with pytest.raises(ValueError, match="special tokens"):
+        Vocab(["a", "b"])
+    with pytest.raises(ValueError, match="twice"):
+        Vocab(SPECIAL_TOKENS + ["a", "a"])
+    with pytest.raises(ValueError, match="min_freq"):
+        Vocab.build(docs(), min_freq=0)
+
+
+def test_ids_round_trip_memory_mapped(tmp_path):
+    arrays = [np.arange(5, dtype=np.int32), np.zeros(0, np.int32), np.array([7, 8], np.int32)]
+    save_ids(tmp_path / "ids.npy", arrays)
+    back = load_ids(tmp_path / "ids.npy")
+    assert [a.tolist() for a in back] == [a.tolist() for a in arrays]
+    assert isinstance(back[0].base, np.memmap) or isinstance(back[0], np.memmap)
