@@ -1,10 +1,13 @@
 """The training loop every notebook uses: a model, its loaders, a loss and an optimizer.
 
     learn = Learner(model, train_dl, valid_dl, F.cross_entropy, metrics={"acc": accuracy})
-    learn.fit(3, 1e-2)            # one-cycle schedule; prints one line per epoch; learn.history
-    learn.lr_find(); learn.plot_losses(); learn.save("model.pt")
+    lr = learn.lr_find()          # plots loss against LR, leaves the model as it was
+    learn.fit(3, lr)              # one-cycle schedule; prints one line per epoch; learn.history
+    learn.plot_losses(); learn.save("model.pt")
+    learn.load("model.pt"); learn.fit(3, lr, start_epoch=learn.epoch)   # resume an interrupted fit
 
-Runs on cuda, mps or cpu (mixed precision on CUDA), and under `torchrun` with DistributedDataParallel.
+Runs on cuda, mps or cpu (mixed precision on CUDA), and unchanged under `torchrun` with
+DistributedDataParallel (see lessonlib.distributed).
 """
 
 import contextlib
