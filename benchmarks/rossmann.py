@@ -12,17 +12,11 @@ import argparse
 import os
 import time
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-from lessonlib.core import seed_everything
 from lessonlib.data import rossmann
-from lessonlib.learner import Learner
 from lessonlib.tabular import features
-from lessonlib.tabular.loader import frame_loader
-from lessonlib.tabular.model import TabularModel, exp_rmspe, y_range_for
-from lessonlib.tabular.preprocess import TabularProcessor
+from lessonlib.tabular.experiment import fit_sales_model
 
 
 def gemm_peak(n: int = 2048, repeats: int = 10) -> float:
@@ -38,24 +32,15 @@ def gemm_peak(n: int = 2048, repeats: int = 10) -> float:
 
 
 def train_and_score(train, valid, args, label: str) -> dict:
-    """Fit the processor on `train`, train the lesson's network through the Learner, score `valid`."""
-    seed_everything(args.seed)
-    proc = TabularProcessor(features.CAT_NAMES, features.CONT_NAMES).fit(train)
-    train_dl = frame_loader(proc, train, batch_size=args.bs, shuffle=True, seed=args.seed)
-    valid_dl = frame_loader(proc, valid, batch_size=8192)
-    log_y = np.log(train["Sales"].to_numpy())
-    model = TabularModel(proc.cardinalities, len(features.CONT_NAMES), layers=args.layers, ps=(0.001, 0.01),
-                         emb_drop=0.04, y_range=y_range_for(log_y), y_init=float(log_y.mean()))
-    learn = Learner(model, train_dl, valid_dl, F.mse_loss, device="cpu")
-    print(f"[{label}] train {len(train):,} rows, valid {len(valid):,} rows, {model.n_inputs} inputs, "
-          f"layers {args.layers}, batch {args.bs}, {args.epochs} epochs at lr {args.lr}")
-    start = time.perf_counter()
-    learn.fit(args.epochs, args.lr)
-    seconds = time.perf_counter() - start
-    preds, targets = learn.get_preds(valid_dl)
+    """Train the lesson's network through the Learner (lessonlib.tabular.experiment), score `valid`."""
+    print(f"[{label}] train {len(train):,} rows, valid {len(valid):,} rows, layers {args.layers}, "
+          f"batch {args.bs}, {args.epochs} epochs at lr {args.lr}")
+    run = fit_sales_model(train, valid, features.CAT_NAMES, features.CONT_NAMES, epochs=args.epochs,
+                          lr=args.lr, batch_size=args.bs, layers=args.layers, seed=args.seed, device="cpu")
+    model = run.learn.model
     flops = args.epochs * (model.matmul_flops(len(train)) + model.matmul_flops(len(valid), backward=False))
-    return {"rmspe": exp_rmspe(preds, targets).item(), "seconds": seconds,
-            "rows_per_s": args.epochs * len(train) / seconds, "gflops": flops / seconds / 1e9}
+    return {"rmspe": run.rmspe, "seconds": run.seconds, "rows_per_s": args.epochs * len(train) / run.seconds,
+            "gflops": flops / run.seconds / 1e9}
 
 
 def main():

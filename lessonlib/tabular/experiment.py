@@ -1,0 +1,43 @@
+"""One Rossmann training run: processor-coded loaders, the entity-embedding model, the shared Learner,
+and exp-RMSPE on the validation rows. Used by notebook 03 and benchmarks/rossmann.py."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch.nn.functional as F
+
+from lessonlib.core import seed_everything
+from lessonlib.learner import Learner
+from lessonlib.tabular.loader import frame_loader
+from lessonlib.tabular.model import TabularModel, emb_sizes, exp_rmspe, y_range_for
+from lessonlib.tabular.preprocess import TabularProcessor
+
+
+@dataclass
+class Run:
+    learn: Learner
+    proc: TabularProcessor
+    rmspe: float          # exp-RMSPE on the validation rows
+    seconds: float        # wall time of learn.fit
+
+
+def fit_sales_model(train: pd.DataFrame, valid: pd.DataFrame, cat_names, cont_names, *, epochs: int,
+                    lr: float, batch_size: int = 512, layers=(1000, 500), ps=(0.001, 0.01),
+                    emb_drop: float = 0.04, size_rule="lesson", one_hot: bool = False, seed: int = 42,
+                    proc: TabularProcessor | None = None, show: bool = True, device=None) -> Run:
+    """Fit the processing on `train` (unless a fitted `proc` is given), train the network on log(Sales)
+    with MSE and the one-cycle schedule, and score exp-RMSPE on `valid`."""
+    seed_everything(seed)
+    proc = proc or TabularProcessor(cat_names, cont_names).fit(train)
+    train_dl = frame_loader(proc, train, batch_size=batch_size, shuffle=True, seed=seed)
+    valid_dl = frame_loader(proc, valid, batch_size=4096)
+    log_y = np.log(train["Sales"].to_numpy())
+    sizes = emb_sizes(proc.cardinalities, size_rule)
+    model = TabularModel(proc.cardinalities, len(proc.cont_names), sizes=sizes, layers=layers, ps=ps,
+                         emb_drop=emb_drop, y_range=y_range_for(log_y), y_init=float(log_y.mean()),
+                         one_hot=one_hot)
+    learn = Learner(model, train_dl, valid_dl, F.mse_loss, device=device)
+    learn.fit(epochs, lr, show=show)
+    preds, targets = learn.get_preds(valid_dl)
+    return Run(learn, proc, exp_rmspe(preds, targets).item(), float(learn.history["seconds"].sum()))
