@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from lessonlib import distributed as ddp
 from lessonlib.core import default_device, progress
@@ -290,7 +291,7 @@ class Learner:
             model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         main = ddp.is_main()
         if show and main:
-            print(self._row(["epoch", "train_loss", "valid_loss", *self.metrics, "time"]))
+            tqdm.write(self._row(["epoch", "train_loss", "valid_loss", *self.metrics, "time"]))
         self._callback("before_fit")
         quiet = {} if main else {"disable": True}  # bars on rank 0 only (and only if LESSONLIB_PROGRESS)
         for epoch in progress(range(start_epoch, epochs), desc="epoch", **quiet):
@@ -319,7 +320,7 @@ class Learner:
             self.history = pd.concat([self.history, pd.DataFrame([row])], ignore_index=True)
             if show and main:
                 values = [row.get(k, math.nan) for k in ["train_loss", "valid_loss", *self.metrics]]
-                print(self._row([epoch, *values, f"{row['seconds']:.1f}s"]))
+                tqdm.write(self._row([epoch, *values, f"{row['seconds']:.1f}s"]))  # print, around the bars
             self._callback("after_epoch")
             self.epoch = epoch + 1
             if checkpoint is not None:
@@ -386,7 +387,7 @@ class Learner:
                 ax=None) -> float:
         """Train briefly while raising the LR exponentially from `start_lr` to `end_lr`, then put the
         model, optimizer and random states back as they were. Plots the smoothed loss against the LR
-        (log x) and returns a suggestion: the LR at the lowest loss divided by 10."""
+        (log x) and returns a suggestion: the LR at the lowest loss divided by 10 (2 significant digits)."""
         n_batches(self.train_dl, "train_dl")
         saved = copy.deepcopy({"model": self.model.state_dict(), "opt": self.opt.state_dict(),
                                "rng": rng_states(),
@@ -419,7 +420,7 @@ class Learner:
         if not smoothed:
             raise FloatingPointError(f"the loss was not finite even at lr={start_lr}: check inputs and model")
         self.lr_find_results = pd.DataFrame({"lr": lrs, "loss": smoothed})
-        suggestion = lrs[int(np.argmin(smoothed))] / 10
+        suggestion = float(f"{lrs[int(np.argmin(smoothed))] / 10:.2g}")  # 2 digits: all an LR needs
         if show and ddp.is_main():
             ax = ax or _new_axes()
             ax.plot(lrs, smoothed)
