@@ -5,6 +5,7 @@ import contextlib
 import io
 import os
 import socket
+import sys
 
 import pytest
 import torch
@@ -35,6 +36,7 @@ def make_learner(batch_size):
 def worker(rank, port, out_dir):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank))
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo0" if sys.platform == "darwin" else "lo")  # loopback only
     torch.set_num_threads(1)
     learn = make_learner(PER_RANK_BS)
     printed = io.StringIO()
