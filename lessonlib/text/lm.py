@@ -30,10 +30,10 @@ from lessonlib.text.vocab import Vocab
 
 # sample: sized for ~2 quiet CPU cores (notebook 04 in a few minutes); full: the lesson's model, for a GPU
 LM_PRESETS = {
-    "sample": dict(emb_size=200, n_hid=500, n_layers=3, min_freq=3, max_size=60_000, bs=32, bptt=70,
-                   epochs=1, lr=3e-3, drop_mult=0.5, wd=0.01, clip=0.4, alpha=2.0, beta=1.0, jitter=5),
+    "sample": dict(emb_size=64, n_hid=256, n_layers=2, min_freq=3, max_size=60_000, bs=64, bptt=70,
+                   epochs=1, lr=5e-3, drop_mult=0.5, wd=0.01, clip=0.3, alpha=2.0, beta=1.0, jitter=5),
     "full": dict(emb_size=400, n_hid=1152, n_layers=3, min_freq=3, max_size=60_000, bs=64, bptt=70,
-                 epochs=10, lr=5e-3, drop_mult=0.7, wd=0.01, clip=0.4, alpha=2.0, beta=1.0, jitter=5),
+                 epochs=10, lr=5e-3, drop_mult=0.7, wd=0.01, clip=0.3, alpha=2.0, beta=1.0, jitter=5),
 }
 VALID_FRACTION = 0.1
 
@@ -136,3 +136,28 @@ def imdb_language_model(size: str = "sample", retrain: bool = False, seed: int =
     data = lm_data(size, **cfg)
     learn = train_lm(data, "awd", cfg, seed=seed, show=show)
     return save_encoder(path, learn.model.encoder, data.vocab)
+
+
+def main(argv=None) -> None:
+    """`python -m lessonlib.text.lm [--size full]`: train the IMDB LM and save its encoder (also under
+    `torchrun --nproc_per_node=N -m lessonlib.text.lm --size full`: each process reads its own rows)."""
+    import argparse
+
+    import lessonlib.distributed as ddp
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--size", default="full", choices=sorted(LM_PRESETS))
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--amp", default=None, help="None (bf16 on CUDA), False, bf16 or fp16")
+    args = p.parse_args(argv)
+    cfg = LM_PRESETS[args.size]
+    data = lm_data(args.size, **cfg)
+    amp = {"None": None, "False": False}.get(args.amp, args.amp)
+    learn = train_lm(data, "awd", cfg, seed=args.seed, epochs=args.epochs, amp=amp)
+    if not ddp.launched_by_torchrun() or ddp.is_main():
+        print("saved", save_encoder(lm_path(args.size), learn.model.encoder, data.vocab))
+
+
+if __name__ == "__main__":
+    main()

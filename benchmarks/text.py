@@ -1,0 +1,201 @@
+"""Benchmark for the IMDB text pipeline (issue 6): tokenization throughput and LM training speed.
+
+    python benchmarks/text.py                       # everything, on the sample (CPU)
+    python benchmarks/text.py --part tokenize       # tokenization only
+    python benchmarks/text.py --part lm --batches 40 --valid-batches 20
+    python benchmarks/text.py --part lm --device cuda --size full --batches 300 --variants fp32,bf16
+
+Tokenization: the sample's 4,000 train+unsup+test reviews, our tokenizer (rules + special tokens) against
+spaCy's bare tokenizer, both over the same worker pool harness with `--workers` processes.
+
+LM training at the lesson's size (emb 200, hidden 500, 3 layers, bs 64, bptt 70, min_freq 3): training
+tokens/s for each variant, the FLOP rate against fp32/bf16 GEMM peaks measured in the same run, a
+profile of one baseline step, and validation perplexity after the same batches for every variant (so a
+speed-up is not bought with quality). Needs `LESSONLIB_DATA_MIRROR` or internet for the data.
+"""
+
+import argparse
+import math
+import time
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+
+VARIANTS = ("fp32", "bf16", "adaptive", "adaptive+bf16", "fp32-native-lstm")
+
+
+def gemm_peak(dtype, n: int = 2048, reps: int = 5, device="cpu") -> float:
+    """Best-of-`reps` GFLOP/s of an n x n x n matmul in `dtype`."""
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+    a @ b
+    best = math.inf
+    for _ in range(reps):
+        _sync(device)
+        t = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def _sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench_tokenize(size: str, workers: int) -> None:
+    from lessonlib.data import imdb_reviews
+    from lessonlib.text import tokenize as tk
+
+    texts = [t for split in ("train", "unsup", "test") for t in imdb_reviews(size, split)["text"]]
+    print(f"tokenization: {len(texts):,} reviews ({size}: train + unsup + test), {workers} processes")
+    tk._spacy_tokenizer()  # load spaCy once in the parent (forked workers inherit it)
+    results = {}
+    for name, fn in [("bare spaCy", tk.bare_spacy_batch), ("ours", tk.tokenize_batch)]:
+        for n in sorted({1, workers}):
+            t = time.perf_counter()
+            docs = tk._run_parallel(fn, texts, n, False, "")
+            dt = time.perf_counter() - t
+            n_tok = sum(map(len, docs))
+            results[name, n] = (n_tok, dt)
+            print(f"  {name:10s} {n} proc: {n_tok:>9,} tokens in {dt:6.2f}s = {n_tok / dt:>9,.0f} tokens/s, "
+                  f"{len(texts) / dt:,.0f} reviews/s")
+    (ours_tok, ours_dt), (bare_tok, bare_dt) = results["ours", workers], results["bare spaCy", workers]
+    print(f"  ours vs bare ({workers} proc): {bare_dt / ours_dt:.1%} of bare's reviews/s, "
+          f"{(ours_tok / ours_dt) / (bare_tok / bare_dt):.1%} of its tokens/s "
+          f"(ours emits {ours_tok / bare_tok - 1:+.1%} tokens: special tokens added, spaces dropped)")
+    print(f"  targets: >= 400,000 tokens/s -> {'met' if ours_tok / ours_dt >= 4e5 else 'NOT met'}; "
+          f">= 65% of bare -> {'met' if bare_dt / ours_dt >= 0.65 else 'NOT met'}")
+
+
+def lm_flops_per_token(model, vocab_size: int, cluster_frac=None) -> float:
+    """Training FLOPs per token (forward + backward = 3 x forward, 2 FLOPs per multiply-add)."""
+    macs = sum(4 * r.n_hid * (r.n_in + r.n_hid) for r in model.encoder.rnns)
+    dec = model.decoder
+    if hasattr(dec, "asm"):
+        asm = dec.asm
+        macs += asm.head.in_features * asm.head.out_features
+        for frac, tail in zip(cluster_frac, asm.tail, strict=True):
+            macs += frac * sum(m.in_features * m.out_features for m in tail if isinstance(m, torch.nn.Linear))
+    else:
+        macs += dec.linear.in_features * vocab_size
+    return 3 * 2 * macs
+
+
+def bench_lm(args) -> None:
+    from lessonlib.core import seed_everything
+    from lessonlib.text.awd_lstm import lm_loss
+    from lessonlib.text.lm import build_lm, lm_data
+
+    device = torch.device(args.device)
+    cfg = dict(emb_size=200, n_hid=500, n_layers=3, min_freq=3, max_size=60_000, bs=64, bptt=70,
+               drop_mult=0.5, jitter=5, lr=args.lr, clip=0.3, alpha=2.0, beta=1.0, wd=0.01)
+    data = lm_data(args.size, min_freq=cfg["min_freq"], max_size=cfg["max_size"])
+    V = len(data.vocab)
+    print(f"\nLM training: vocab {V:,} (min_freq 3), emb 200, hidden 500, 3 layers, bs 64, bptt 70, "
+          f"drop_mult 0.5, AR/TAR; {args.batches} training batches per variant, device {device}, "
+          f"torch threads {torch.get_num_threads()}")
+    fp32 = gemm_peak(torch.float32, device=device)
+    bf16 = gemm_peak(torch.bfloat16, device=device)
+    print(f"  GEMM peaks (2048^3, best of 5): fp32 {fp32:,.0f} GFLOP/s, bf16 {bf16:,.0f} GFLOP/s")
+    cutoffs = (2000, 8000)
+    all_targets = np.concatenate(data.train_ids)
+    edges = [0, *cutoffs, V]
+    frac = [float(np.mean((all_targets >= a) & (all_targets < b))) for a, b in zip(edges[1:-1], edges[2:],
+                                                                                      strict=True)]
+    rows = []
+    for variant in args.variants.split(","):
+        if variant not in VARIANTS:
+            raise SystemExit(f"unknown variant {variant!r}; choose from {VARIANTS}")
+        seed_everything(0)
+        adaptive = variant.startswith("adaptive")
+        model = build_lm("awd", V, cfg, adaptive_cutoffs=cutoffs if adaptive else None).to(device)
+        loss_fn = model.decoder.loss if adaptive else lm_loss
+        opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.01)
+        amp = torch.autocast(device.type, dtype=torch.bfloat16) if "bf16" in variant else nullcontext()
+        kernels = torch.backends.mkldnn.flags(enabled=False) if "native" in variant else nullcontext()
+        train_dl, valid_dl = data.loaders(cfg["bs"], cfg["bptt"], cfg["jitter"], seed=0)
+        model.train()
+        n_tok, seconds = 0, 0.0
+        with kernels:
+            for i, (x, y) in enumerate(train_dl):
+                if i == args.batches:
+                    break
+                x, y = x.to(device), y.to(device)
+                _sync(device)
+                t = time.perf_counter()
+                with amp:
+                    loss = loss_fn(model(x), y)
+                    h, d = model.encoder.last_output.float(), model.decoder.last_input.float()
+                    loss = loss + 2.0 * d.pow(2).mean() + 1.0 * (h[:, 1:] - h[:, :-1]).pow(2).mean()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["clip"])
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                _sync(device)
+                if i > 0:  # the first batch warms up allocators and kernels
+                    seconds += time.perf_counter() - t
+                    n_tok += x.numel()
+            if variant == "fp32" and args.profile:
+                profile_step(model, loss_fn, x, y)
+            model.eval()
+            total, count = 0.0, 0
+            with torch.no_grad(), amp:
+                for j, (x, y) in enumerate(valid_dl):
+                    if j == args.valid_batches:
+                        break
+                    x, y = x.to(device), y.to(device)
+                    total += float(loss_fn(model(x), y)) * y.numel()
+                    count += y.numel()
+        tps = n_tok / seconds
+        flops = lm_flops_per_token(model, V, frac)
+        rows.append((variant, tps, flops * tps / 1e9, math.exp(total / count)))
+    print(f"  {'variant':18s} {'train tok/s':>11s} {'GFLOP/s':>8s} {'% fp32 peak':>11s} {'% bf16 peak':>11s} "
+          f"{'valid ppl':>9s}")
+    for variant, tps, gf, ppl in rows:
+        print(f"  {variant:18s} {tps:11,.0f} {gf:8.1f} {gf / fp32:11.1%} {gf / bf16:11.1%} {ppl:9.1f}")
+    print(f"  (valid ppl over {args.valid_batches} validation batches after {args.batches} training batches "
+          f"of {cfg['bs'] * cfg['bptt']:,} tokens, lr {args.lr}; target: >= 5,000 training tokens/s)")
+
+
+def profile_step(model, loss_fn, x, y) -> None:
+    """Share of one training step's CPU time per operator family."""
+    from torch.profiler import profile
+
+    with profile() as prof:
+        loss_fn(model(x), y).backward()
+    groups = {"LSTM (fwd+bwd)": 0.0, "softmax/decoder matmul": 0.0, "other": 0.0}
+    for ev in prof.key_averages():
+        name, t = ev.key, ev.self_cpu_time_total
+        if "rnn" in name or "lstm" in name:
+            groups["LSTM (fwd+bwd)"] += t
+        elif any(k in name for k in ("softmax", "aten::mm", "aten::addmm", "nll_loss", "linear")):
+            groups["softmax/decoder matmul"] += t
+        else:
+            groups["other"] += t
+    total = sum(groups.values())
+    print("  profile of one fp32 step: " + ", ".join(f"{k} {v / total:.0%}" for k, v in groups.items()))
+    model.zero_grad(set_to_none=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--part", choices=["all", "tokenize", "lm"], default="all")
+    p.add_argument("--size", default="sample")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batches", type=int, default=40, help="training batches per LM variant")
+    p.add_argument("--valid-batches", type=int, default=20)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--no-profile", dest="profile", action="store_false")
+    args = p.parse_args()
+    if args.part in ("all", "tokenize"):
+        bench_tokenize(args.size, args.workers)
+    if args.part in ("all", "lm"):
+        bench_lm(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+import pytest
+
+from lessonlib.text import lm
+
+
+def test_lm_path_lives_in_the_data_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LESSONLIB_DATA", str(tmp_path))
+    assert lm.lm_path("sample") == tmp_path / "models" / "imdb_lm_sample.pt"
+
+
+def test_imdb_language_model_loads_an_existing_file_without_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("LESSONLIB_DATA", str(tmp_path))
+    path = lm.lm_path("sample")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"x")
+    monkeypatch.setattr(lm, "lm_data", lambda *a, **k: pytest.fail("must not train when the file exists"))
+    assert lm.imdb_language_model("sample") == path
+    with pytest.raises(ValueError, match="unknown size"):
+        lm.imdb_language_model("huge")
+
+
+def test_lm_texts_hold_out_valid_and_never_read_test(monkeypatch):
+    import pandas as pd
+
+    seen = []
+
+    def fake_reviews(size, split):
+        seen.append(split)
+        return pd.DataFrame({"text": [f"{split} {i}" for i in range(10)]})
+
+    monkeypatch.setattr("lessonlib.data.imdb_reviews", fake_reviews)
+    train, valid = lm.lm_texts("sample", valid_fraction=0.1)
+    assert sorted(seen) == ["train", "unsup"]
+    assert len(train) == 18 and len(valid) == 2 and not set(train) & set(valid)
+    assert lm.lm_texts("sample") == (train, valid)  # seeded
+
+
+def test_build_lm_kinds():
+    cfg = dict(lm.LM_PRESETS["sample"], emb_size=4, n_hid=6, n_layers=1)
+    assert lm.build_lm("plain", 20, cfg).encoder.rnns[0].weight_p == 0
+    assert lm.build_lm("awd", 20, cfg).encoder.rnns[0].weight_p > 0
+    with pytest.raises(ValueError, match="'awd' or 'plain'"):
+        lm.build_lm("gru", 20, cfg)
