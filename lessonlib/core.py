@@ -48,6 +48,12 @@ def progress(iterable=None, **kwargs):
 
     kwargs.setdefault("disable", not progress_enabled())
     kwargs.setdefault("leave", False)
+    if iterable is not None and not hasattr(iterable, "__next__"):
+        # tqdm.auto calls iter() in its constructor and again when looping: a DataLoader would draw its
+        # shuffling seed twice. Hand it one iterator (keeping the length for the bar).
+        if hasattr(iterable, "__len__"):
+            kwargs.setdefault("total", len(iterable))
+        iterable = iter(iterable)
     return tqdm(iterable, **kwargs)
 
 

@@ -36,3 +36,23 @@ def test_progress_can_be_switched_off(monkeypatch):
     assert core.progress(range(3)).disable
     monkeypatch.setenv("LESSONLIB_PROGRESS", "1")
     assert core.progress_enabled() is not False
+
+
+class CountingIterable:
+    def __init__(self):
+        self.starts = 0
+
+    def __len__(self):
+        return 3
+
+    def __iter__(self):
+        self.starts += 1
+        return iter(range(3))
+
+
+def test_progress_starts_its_iterable_once_and_keeps_the_length(monkeypatch):
+    for flag in ("0", "1"):
+        monkeypatch.setenv("LESSONLIB_PROGRESS", flag)
+        data = CountingIterable()
+        bar = core.progress(data)
+        assert list(bar) == [0, 1, 2] and data.starts == 1 and bar.total == 3
