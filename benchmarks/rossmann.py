@@ -43,6 +43,22 @@ def train_and_score(train, valid, args, label: str) -> dict:
             "gflops": flops / run.seconds / 1e9}
 
 
+def throughput_probe(rows, args, rounds: int = 3, n_rows: int = 100_000) -> None:
+    """Load-robust FLOP fraction: each round times one training epoch on `n_rows` rows through the
+    Learner, bracketed by GEMM-peak measurements, and divides by the mean of the two peaks."""
+    fit_rows, valid = features.split(rows, features.LESSON_VALID)
+    fit_rows = fit_rows.sample(min(n_rows, len(fit_rows)), random_state=args.seed)
+    probe = argparse.Namespace(**{**vars(args), "epochs": 1})
+    for r in range(rounds):
+        before = gemm_peak()
+        result = train_and_score(fit_rows, valid.head(4096), probe, f"probe {r + 1}/{rounds}")
+        after = gemm_peak()
+        peak = (before + after) / 2
+        print(f"[probe {r + 1}/{rounds}] {result['rows_per_s']:,.0f} rows/s, "
+              f"matmul {result['gflops']:.1f} GFLOP/s; GEMM peak {before:.1f} before / {after:.1f} after "
+              f"-> {100 * result['gflops'] / peak:.0f}% of peak")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -54,6 +70,8 @@ def main():
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--max-rows", type=int, default=None, help="train on a random subset (short runs)")
     parser.add_argument("--skip-forecast", action="store_true", help="only the lesson's split")
+    parser.add_argument("--probe-only", action="store_true",
+                        help="feature timing and 3 short throughput rounds, no full training")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
     if args.threads:
@@ -72,6 +90,9 @@ def main():
     print(f"fp32 GEMM peak (2048^3 matmul, best of 10): {peak:.1f} GFLOP/s")
 
     rows = features.sales_rows(train)
+    if args.probe_only:
+        throughput_probe(rows, args)
+        return
     runs = [("lesson window", features.LESSON_VALID, False)]
     if not args.skip_forecast:
         runs.append(("forecast split", features.FORECAST_VALID, True))

@@ -111,6 +111,7 @@ def test_event_windows_are_calendar_days_across_gaps():
     out = F.add_event_features(df, events=("Promo",))
     assert list(out["Promo_bw"]) == [1, 1, 0]
     assert list(out["AfterPromo"]) == [0, 1, 19]
+    assert list(df.columns) == ["Store", "Date", "Promo"], "the input frame is left unchanged"
 
 
 def test_missing_column_names_file_and_column(folder):

@@ -108,16 +108,23 @@ def weather_table(weather: pd.DataFrame, state_names: pd.DataFrame) -> pd.DataFr
 
 
 def join_tables(df: pd.DataFrame, tables: dict) -> pd.DataFrame:
-    """Join train or test rows with store, state, weather and Google trend tables (all checked)."""
-    out = checked_merge(df, tables["store"], "Store", "rows -> store.csv (Store)")
-    out = checked_merge(out, tables["store_states"], "Store", "rows -> store_states.csv (Store)")
-    out = checked_merge(out, weather_table(tables["weather"], tables["state_names"]), ["State", "Date"],
-                        "rows -> weather.csv (State, Date)")
+    """Join train or test rows with store, state, weather and Google trend tables (all checked).
+
+    The small tables are joined first (store + state per store; weather + trends per state and day),
+    so only two joins touch the big table."""
+    stores = checked_merge(tables["store"], tables["store_states"], "Store",
+                           "store.csv -> store_states.csv (Store)")
+    weather = weather_table(tables["weather"], tables["state_names"])
+    daily = weather[weather["State"].isin(stores["State"].unique())].copy()
+    daily["WeekStart"] = week_start(daily["Date"])
     states, national = trend_tables(tables["googletrend"])
-    out["WeekStart"] = week_start(out["Date"])
-    out = checked_merge(out, states, ["State", "WeekStart"], "rows -> googletrend.csv (State, week)")
-    out = checked_merge(out, national, "WeekStart", "rows -> googletrend.csv Rossmann_DE (week)")
-    return out.drop(columns="WeekStart")
+    daily = checked_merge(daily, states, ["State", "WeekStart"],
+                          "weather (State, day) -> googletrend.csv (State, week)")
+    daily = checked_merge(daily, national, "WeekStart", "weather (day) -> googletrend.csv Rossmann_DE (week)")
+    out = checked_merge(df, stores, "Store", "rows -> store.csv (Store)")
+    out = checked_merge(out, daily.drop(columns="WeekStart"), ["State", "Date"],
+                        "rows -> weather.csv + googletrend.csv (State, Date)")
+    return out
 
 
 def add_date_parts(df: pd.DataFrame, col: str = "Date") -> pd.DataFrame:
@@ -138,15 +145,14 @@ def add_store_features(df: pd.DataFrame, max_months: int = 24, max_weeks: int = 
     """CompetitionMonthsOpen (0..max_months, NaN when the opening date is unknown), Promo2Weeks
     (0..max_weeks since Promo2 started, NaN for stores without Promo2) and IsPromo2Month (the month is
     one of the store's PromoInterval restart months)."""
-    out = df.copy()
+    out = df.copy(deep=False)  # copy-on-write: new columns do not touch df
     months = ((out["Year"] - out["CompetitionOpenSinceYear"]) * 12
               + (out["Month"] - out["CompetitionOpenSinceMonth"]))
     out["CompetitionMonthsOpen"] = months.clip(0, max_months)
     p2 = out["Promo2"] == 1
-    since = pd.to_datetime(
-        out["Promo2SinceYear"].astype("Int64").astype(str) + "-W"
-        + out["Promo2SinceWeek"].astype("Int64").astype(str).str.zfill(2) + "-1",
-        format="%G-W%V-%u", errors="coerce")
+    codes, keys = pd.factorize(out["Promo2SinceYear"] * 100 + out["Promo2SinceWeek"])  # NaN -> -1
+    starts = pd.to_datetime([f"{int(k) // 100}-W{int(k) % 100:02d}-1" for k in keys], format="%G-W%V-%u")
+    since = pd.Series(np.append(starts.to_numpy(), np.datetime64("NaT"))[codes], index=out.index)
     weeks = (out["Date"] - since).dt.days // 7
     out["Promo2Weeks"] = weeks.clip(0, max_weeks).where(p2)
     out["IsPromo2Month"] = p2 & _month_in_interval(out["Month"], out["PromoInterval"])
@@ -157,11 +163,10 @@ MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sept", "Oct",
 
 
 def _month_in_interval(month: pd.Series, interval: pd.Series) -> np.ndarray:
-    """Vectorised `MONTHS[month - 1] in interval.split(',')`, deciding each of the few distinct pairs once."""
-    pairs = pd.DataFrame({"m": month.to_numpy(), "i": interval.fillna("").to_numpy()})
-    uniq = pairs.drop_duplicates().copy()
-    uniq["hit"] = [MONTHS[m - 1] in i.split(",") for m, i in zip(uniq["m"], uniq["i"], strict=True)]
-    return pairs.merge(uniq, on=["m", "i"], how="left")["hit"].to_numpy()
+    """Vectorised `MONTHS[month - 1] in interval.split(',')`: one 12-month mask per distinct interval."""
+    codes, intervals = pd.factorize(interval.fillna(""))
+    masks = np.array([[m in i.split(",") for m in MONTHS] for i in intervals], dtype=bool).reshape(-1, 12)
+    return masks[codes, month.to_numpy() - 1]
 
 
 def add_event_features(df: pd.DataFrame, events=EVENTS, window: int = 7) -> pd.DataFrame:
@@ -172,7 +177,7 @@ def add_event_features(df: pd.DataFrame, events=EVENTS, window: int = 7) -> pd.D
     Windows are over calendar days, so gaps in a store's dates (180 stores lack 2014-07..12) count as
     no event. Rows must have unique (Store, Date)."""
     order = np.lexsort((df["Date"].to_numpy(), df["Store"].to_numpy()))
-    s = df.iloc[order]
+    s = df[["Store", "Date", *events]].iloc[order]
     day = ((s["Date"] - pd.Timestamp("1970-01-01")).dt.days).to_numpy(np.int64)
     span = int(day.max() - day.min()) + 2 * window + 2
     key = s["Store"].to_numpy(np.int64) * span + (day - day.min()) + window  # strictly increasing
@@ -184,7 +189,7 @@ def add_event_features(df: pd.DataFrame, events=EVENTS, window: int = 7) -> pd.D
     for e in events:
         col = s[e]
         numeric = pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)
-        hit = col.to_numpy() != 0 if numeric else (col.astype(str) != "0").to_numpy()
+        hit = col.to_numpy() != 0 if numeric else (col != "0").to_numpy()
         last = np.maximum.accumulate(np.where(hit, key, -1))
         new[f"After{e}"] = np.where(last >= store_lo, key - last, np.nan)
         nxt = np.minimum.accumulate(np.where(hit, key, np.iinfo(np.int64).max)[::-1])[::-1]
@@ -195,8 +200,12 @@ def add_event_features(df: pd.DataFrame, events=EVENTS, window: int = 7) -> pd.D
         idx = np.arange(len(key))
         new[f"{e}_bw"] = csum[idx + 1] - csum[lo]
         new[f"{e}_fw"] = csum[hi] - csum[idx]
-    feats = pd.DataFrame(new, index=s.index)
-    return pd.concat([df, feats.loc[df.index]], axis=1)
+    out = df.copy(deep=False)  # copy-on-write: new columns do not touch df
+    for name, values in new.items():
+        back = np.empty_like(values)
+        back[order] = values  # rows back in df's order
+        out[name] = back
+    return out
 
 
 def build(folder) -> tuple[pd.DataFrame, pd.DataFrame]:
