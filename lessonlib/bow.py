@@ -140,21 +140,28 @@ def _as_rows(X):
 
 
 class RowsCollate:
-    """Turns a list of row numbers into an (x, y) batch; sparse rows become a torch sparse CSR tensor."""
+    """Turns a list of row numbers into an (x, y) batch; sparse rows become a torch sparse CSR tensor,
+    or a dense one with `dense`."""
 
-    def __init__(self, X, y: torch.Tensor):
-        self.X, self.y = X, y
+    def __init__(self, X, y: torch.Tensor, dense: bool = False):
+        self.X, self.y, self.dense = X, y, dense
 
     def __call__(self, idx: list[int]):
         idx_t = torch.as_tensor(idx, dtype=torch.long)
-        x = self.X[idx_t] if isinstance(self.X, torch.Tensor) else to_tensor(self.X[np.asarray(idx)])
+        if isinstance(self.X, torch.Tensor):
+            x = self.X[idx_t]
+        else:
+            x = to_tensor(self.X[np.asarray(idx)], sparse=not self.dense)
         return x, self.y[idx_t]
 
 
-def rows_loader(X, y, batch_size: int | None = None, shuffle: bool = False, seed: int = 0):
+def rows_loader(X, y, batch_size: int | None = None, shuffle: bool = False, seed: int = 0,
+                dense_batches: bool = False):
     """A DataLoader of (x, y) batches over the rows of the feature matrix `X` (torch sparse or dense, or
     scipy sparse) and the labels `y`. batch_size=None gives one full batch. Shuffling draws from its own
-    torch.Generator seeded with `seed`, so runs are reproducible."""
+    torch.Generator seeded with `seed`, so runs are reproducible. Sparse X gives sparse CSR batches, or
+    dense ones with `dense_batches` (on a CPU, a dense matmul trains a small layer faster than torch's
+    sparse backward does, while X itself stays sparse in memory)."""
     rows = _as_rows(X)
     y = y if isinstance(y, torch.Tensor) else torch.as_tensor(np.array(y))
     if rows.shape[0] != len(y):
@@ -165,5 +172,6 @@ def rows_loader(X, y, batch_size: int | None = None, shuffle: bool = False, seed
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1 (or None for one full batch), got {batch_size}")
     generator = torch.Generator().manual_seed(seed)
+    collate = RowsCollate(rows, y, dense_batches)
     return torch.utils.data.DataLoader(range(len(y)), batch_size=batch_size, shuffle=shuffle,
-                                       generator=generator, collate_fn=RowsCollate(rows, y), num_workers=0)
+                                       generator=generator, collate_fn=collate, num_workers=0)

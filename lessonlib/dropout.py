@@ -145,16 +145,18 @@ class EvalTrainLoss:
 
 def train_run(model: nn.Module, data: Sequence, epochs: int, lr: float, seed: int = 0,
               batch_size: int | None = 250, schedule: str = "constant", wd: float = 0.01,
-              loss_func=F.cross_entropy, metrics=None, show: bool = False) -> Learner:
+              loss_func=F.cross_entropy, metrics=None, show: bool = False,
+              dense_batches: bool = False) -> Learner:
     """Train `model` through the Learner on data = (X_train, y_train, X_valid, y_valid), with the
     training loss re-measured in eval mode after every epoch (columns train_loss_eval, train_acc_eval of
-    learn.history). The shuffling is seeded by `seed`; seed the model's init yourself before building it."""
+    learn.history). The shuffling is seeded by `seed`; seed the model's init yourself before building it.
+    `dense_batches`: see `rows_loader`."""
     if len(data) != 4:
         raise ValueError("data must be (X_train, y_train, X_valid, y_valid)")
     X_train, y_train, X_valid, y_valid = data
-    train_dl = rows_loader(X_train, y_train, batch_size, shuffle=True, seed=seed)
-    train_eval_dl = rows_loader(X_train, y_train, batch_size=4096)
-    valid_dl = rows_loader(X_valid, y_valid, batch_size=4096)
+    train_dl = rows_loader(X_train, y_train, batch_size, shuffle=True, seed=seed, dense_batches=dense_batches)
+    train_eval_dl = rows_loader(X_train, y_train, batch_size=1024, dense_batches=dense_batches)
+    valid_dl = rows_loader(X_valid, y_valid, batch_size=1024, dense_batches=dense_batches)
     learn = Learner(model, train_dl, valid_dl, loss_func, metrics=metrics or {"acc": accuracy}, wd=wd,
                     callbacks=[EvalTrainLoss(train_eval_dl)], amp=False)
     learn.fit(epochs, lr, schedule=schedule, show=show)
@@ -163,13 +165,14 @@ def train_run(model: nn.Module, data: Sequence, epochs: int, lr: float, seed: in
 
 def sweep(make_model: Callable[..., nn.Module], data: Sequence, grid: dict[str, Sequence],
           seeds: Sequence[int], epochs: int, lr: float, test: Sequence | None = None,
-          **run_kw) -> pd.DataFrame:
+          models: dict | None = None, **run_kw) -> pd.DataFrame:
     """Train make_model(**params) for every combination of the `grid` values and every seed.
 
     Returns a tidy DataFrame, one row per run and epoch: the grid columns, seed, epoch (from 1),
     train_loss (as reported during training, dropout on), train_loss_eval (eval mode, at the epoch's end),
     valid_loss, the metrics, seconds; with `test` = (X_test, y_test), test_loss and test_<metric> of
-    the final model on every row of its run. Each run seeds everything with its seed first."""
+    the final model on every row of its run. Each run seeds everything with its seed first. Pass a dict
+    as `models` to keep the trained models, keyed by (*grid values, seed)."""
     if not grid or any(len(v) == 0 for v in grid.values()):
         raise ValueError(f"grid must map each parameter name to a non-empty list of values, got {grid}")
     if len(seeds) == 0:
@@ -184,10 +187,12 @@ def sweep(make_model: Callable[..., nn.Module], data: Sequence, grid: dict[str, 
             hist = learn.history.copy()
             hist["epoch"] = hist["epoch"] + 1
             if test is not None:
-                stats = learn.evaluate(rows_loader(*test, batch_size=4096))
+                stats = learn.evaluate(rows_loader(*test, batch_size=1024))
                 for k, v in stats.items():
                     hist[f"test_{k}"] = v
             frames.append(hist.assign(**params, seed=seed))
+            if models is not None:
+                models[(*params.values(), seed)] = learn.model
     out = pd.concat(frames, ignore_index=True)
     first = [*names, "seed", "epoch"]
     return out[first + [c for c in out.columns if c not in first]]

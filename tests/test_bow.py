@@ -98,6 +98,12 @@ def test_rows_loader_gives_every_row_once_with_its_label(output):
     assert sorted(seen) == list(range(10)) and seen != list(range(10))
 
 
+def test_rows_loader_can_densify_sparse_batches():
+    X = torch.eye(6)
+    for xb, yb in rows_loader(X.to_sparse_csr(), torch.arange(6), batch_size=4, dense_batches=True):
+        assert xb.layout == torch.strided and torch.equal(xb, X[yb])
+
+
 def test_rows_loader_shuffles_reproducibly():
     X, y = torch.eye(20), torch.arange(20)
     order = lambda seed: [b[1].tolist() for b in rows_loader(X, y, 5, shuffle=True, seed=seed)]

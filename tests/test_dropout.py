@@ -135,7 +135,9 @@ def test_sweep_is_tidy_and_reproducible():
     kw = dict(data=data, grid={"p": [0.0, 0.5], "hidden": [4]}, seeds=[0, 1], epochs=2, lr=1e-2,
               batch_size=30, test=test)
     make = lambda p, hidden: MLP(30, hidden, p)
-    hist = sweep(make, **kw)
+    models = {}
+    hist = sweep(make, models=models, **kw)
+    assert sorted(models) == [(0.0, 4, 0), (0.0, 4, 1), (0.5, 4, 0), (0.5, 4, 1)]
     assert list(hist.columns[:4]) == ["p", "hidden", "seed", "epoch"]
     assert len(hist) == 2 * 2 * 2 and sorted(hist["epoch"].unique()) == [1, 2]
     for col in ["train_loss", "train_loss_eval", "valid_loss", "acc", "test_loss", "test_acc"]:
