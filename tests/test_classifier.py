@@ -10,6 +10,7 @@ from lessonlib.text.classifier import (
     BucketSampler,
     ChunkedEncoder,
     ClassificationDataset,
+    ClassifierData,
     PoolingHead,
     SortedSampler,
     TextClassifier,
@@ -21,6 +22,7 @@ from lessonlib.text.classifier import (
     pad_collate,
     padding_fraction,
     read_review,
+    train_classifier,
 )
 from lessonlib.text.tokenize import SPECIAL_TOKENS, tokenize
 from lessonlib.text.vocab import Vocab
@@ -291,3 +293,19 @@ def test_gradual_unfreezing_trains_the_head_then_more_then_all(tmp_path):
                         for old, g in zip(before, groups, strict=True)])
         before = [[p.detach().clone() for p in g.parameters()] for g in groups]
     assert changed == [[False, False, False, True], [False, False, True, True], [True, True, True, True]]
+
+
+def test_train_classifier_runs_both_arms_and_reports_test_accuracy(tmp_path):
+    path, _ = saved_lm_encoder(tmp_path)
+    vocab = small_vocab()
+    rng = np.random.default_rng(0)
+    ids = [np.r_[2, rng.integers(7, 16, size=rng.integers(3, 9))] for _ in range(16)]
+    ds = ClassificationDataset(ids, np.arange(16) % 2)
+    data = ClassifierData(vocab, ["t"] * 16, ["t"] * 16, ds, ds)
+    learn, stages = train_classifier(path, data, pretrained=True, seed=0, epochs=(1, 1, 0), bs=8, show=False,
+                                     bptt=4)
+    assert [name for name, _ in stages] == ["head", "+ last layer"]
+    assert stages[-1][1] == pytest.approx(learn.evaluate()["acc"])
+    learn, stages = train_classifier(path, data, pretrained=False, seed=0, epochs=(1, 1, 0), bs=8, show=False)
+    assert len(learn.history) == 2 and [name for name, _ in stages] == ["all layers"]
+    assert stages[0][1] == pytest.approx(learn.evaluate()["acc"])

@@ -349,13 +349,15 @@ def imdb_classifier_data(vocab, size: str = "sample", max_tokens: int | None = N
 
 def train_classifier(lm_file, data: ClassifierData, pretrained: bool, seed: int, lrs=(2e-2, 1e-2, 1e-3),
                      epochs=(1, 1, 2), scratch_lr: float = 5e-3, bs: int = 32, clip: float = 0.25,
-                     wd: float = 0.01, drop_mult: float = 0.5, show: bool = True, **model_kwargs):
+                     wd: float = 0.01, drop_mult: float = 0.5, show: bool = True, callbacks=(), amp=None,
+                     **model_kwargs):
     """One run of the comparison, through the Learner, validating on the test reviews after each epoch.
 
     LM-initialised (`pretrained`): ULMFiT's gradual unfreezing with discriminative LRs (`lrs`, `epochs`
     per stage). From scratch: the same architecture with fresh weights, every layer trained for the
-    same total number of epochs at `scratch_lr` (one-cycle; a frozen random encoder would be a straw man).
-    Returns `(learn, stages)`: `stages` is a list of (stage name, test accuracy at its end)."""
+    same total number of epochs at `scratch_lr` (one-cycle; a frozen random encoder would be a straw man),
+    evaluated on the test reviews at the end only. Returns `(learn, stages)`: `stages` is a list of
+    (stage name, test accuracy at its end)."""
     import torch.nn.functional as F
 
     from lessonlib.core import seed_everything
@@ -364,11 +366,14 @@ def train_classifier(lm_file, data: ClassifierData, pretrained: bool, seed: int,
     seed_everything(seed)
     model = classifier_from_lm(lm_file, pretrained=pretrained, drop_mult=drop_mult, **model_kwargs)
     train_dl, test_dl = data.loaders(bs, seed)
-    learn = Learner(model, train_dl, test_dl, F.cross_entropy, metrics={"acc": accuracy}, clip=clip, wd=wd)
+    # from scratch there are no stages to watch: evaluate once at the end (saves two test passes)
+    learn = Learner(model, train_dl, test_dl if pretrained else None, F.cross_entropy,
+                    metrics={"acc": accuracy}, clip=clip, wd=wd, callbacks=callbacks, amp=amp)
     if pretrained:
         histories = gradual_unfreezing(learn, lrs, epochs, show=show)
         stages = [(name, float(h["acc"].iloc[-1])) for name, h in histories]
     else:
         learn.fit(sum(epochs), scratch_lr, show=show)
-        stages = [("all layers", float(learn.history["acc"].iloc[-1]))]
+        learn.valid_dl = test_dl
+        stages = [("all layers", float(learn.evaluate(test_dl)["acc"]))]
     return learn, stages
