@@ -28,7 +28,7 @@ class NBSVM:
 
     def __init__(self, C: float = 0.1, alpha: float = 1.0, max_iter: int = 1000):
         self.alpha = alpha
-        self.model = LogisticRegression(C=C, solver="liblinear", dual=True, max_iter=max_iter)
+        self.model = LogisticRegression(C=C, solver="liblinear", dual=True, max_iter=max_iter, random_state=0)
         self.r = None
 
     def _scale(self, X):
