@@ -73,6 +73,7 @@ def main():
     parser.add_argument("--probe-only", action="store_true",
                         help="feature timing and 3 short throughput rounds, no full training")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--build-repeats", type=int, default=3, help="timed runs of join + features")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -80,11 +81,15 @@ def main():
           f"load average {os.getloadavg()[0]:.1f}")
 
     folder = rossmann(args.preset)
-    start = time.perf_counter()
-    train, test = features.build(folder)
-    build_s = time.perf_counter() - start
-    print(f"join + features: {len(train) + len(test):,} rows ({len(train):,} train + {len(test):,} test), "
-          f"{train.shape[1]} columns in {build_s:.1f}s (target <= 15 s)")
+    walls = []
+    for _ in range(args.build_repeats):  # the first run also pays for a cold file cache
+        start, cpu = time.perf_counter(), time.process_time()
+        train, test = features.build(folder)
+        walls.append(time.perf_counter() - start)
+        print(f"join + features: {len(train) + len(test):,} rows ({len(train):,} train, {len(test):,} test), "
+              f"{train.shape[1]} columns in {walls[-1]:.1f}s wall, {time.process_time() - cpu:.1f}s CPU, "
+              f"load average {os.getloadavg()[0]:.1f}")
+    print(f"join + features: best of {len(walls)} = {min(walls):.1f}s (target <= 15 s)")
 
     peak = gemm_peak()
     print(f"fp32 GEMM peak (2048^3 matmul, best of 10): {peak:.1f} GFLOP/s")
