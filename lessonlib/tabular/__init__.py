@@ -4,4 +4,5 @@
     preprocess  TabularProcessor: category codes (0 = unknown), median fill + `_na`, standardisation
     loader      TensorLoader: mini-batches cut from tensors by index
     model       TabularModel (embeddings + MLP), embedding-size rules, exp_rmspe
+    experiment  fit_sales_model: one run (processor -> loaders -> model -> Learner -> exp-RMSPE)
 """
