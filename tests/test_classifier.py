@@ -21,6 +21,7 @@ from lessonlib.text.classifier import (
     gradual_unfreezing,
     pad_collate,
     padding_fraction,
+    pooled_features,
     read_review,
     train_classifier,
 )
@@ -309,3 +310,12 @@ def test_train_classifier_runs_both_arms_and_reports_test_accuracy(tmp_path):
     learn, stages = train_classifier(path, data, pretrained=False, seed=0, epochs=(1, 1, 0), bs=8, show=False)
     assert len(learn.history) == 2 and [name for name, _ in stages] == ["all layers"]
     assert stages[0][1] == pytest.approx(learn.evaluate()["acc"])
+
+
+def test_pooled_features_match_the_model_input_in_dataset_order():
+    enc = tiny_encoder()
+    ds = ClassificationDataset(random_reviews(5, high=30), [0, 1, 0, 1, 0])
+    feats = pooled_features(enc, ds, PAD, bs=2, bptt=7)
+    assert feats.shape == (5, 24) and enc.training
+    one = ChunkedEncoder(enc.eval(), PAD, bptt=7)(torch.as_tensor(ds[3][0])[None])
+    assert np.allclose(feats[3], concat_pool(*one)[0].detach().numpy(), atol=1e-5)

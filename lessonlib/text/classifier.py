@@ -377,3 +377,20 @@ def train_classifier(lm_file, data: ClassifierData, pretrained: bool, seed: int,
         learn.valid_dl = test_dl
         stages = [("all layers", float(learn.evaluate(test_dl)["acc"]))]
     return learn, stages
+
+
+def pooled_features(encoder: nn.Module, dataset: ClassificationDataset, pad_idx: int, bs: int = 64,
+                    bptt: int = 70, max_len: int = 1400) -> np.ndarray:
+    """The concat-pooled encoder outputs `(n_reviews, 3d)` of a frozen encoder, in eval mode and in the
+    dataset's order: what the head sees, for probing how much the encoder alone already knows."""
+    chunked = ChunkedEncoder(encoder, pad_idx, bptt, max_len)
+    was_training = encoder.training
+    encoder.eval()
+    rows = []
+    with torch.no_grad():
+        for start in range(0, len(dataset), bs):
+            batch = [dataset[i] for i in range(start, min(start + bs, len(dataset)))]
+            tokens, _ = pad_collate(batch, pad_idx)
+            rows.append(concat_pool(*chunked(tokens)))
+    encoder.train(was_training)
+    return torch.cat(rows).numpy()
