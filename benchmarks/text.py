@@ -104,7 +104,8 @@ def bench_lm(args) -> None:
     edges = [0, *cutoffs, V]
     frac = [float(np.mean((all_targets >= a) & (all_targets < b))) for a, b in zip(edges[1:-1], edges[2:],
                                                                                       strict=True)]
-    rows = []
+    print(f"  {'variant':18s} {'train tok/s':>11s} {'GFLOP/s':>8s} {'% fp32 peak':>11s} {'% bf16 peak':>11s} "
+          f"{'valid ppl':>9s}", flush=True)
     for variant in args.variants.split(","):
         if variant not in VARIANTS:
             raise SystemExit(f"unknown variant {variant!r}; choose from {VARIANTS}")
@@ -150,11 +151,9 @@ def bench_lm(args) -> None:
                     count += y.numel()
         tps = n_tok / seconds
         flops = lm_flops_per_token(model, V, frac)
-        rows.append((variant, tps, flops * tps / 1e9, math.exp(total / count)))
-    print(f"  {'variant':18s} {'train tok/s':>11s} {'GFLOP/s':>8s} {'% fp32 peak':>11s} {'% bf16 peak':>11s} "
-          f"{'valid ppl':>9s}")
-    for variant, tps, gf, ppl in rows:
-        print(f"  {variant:18s} {tps:11,.0f} {gf:8.1f} {gf / fp32:11.1%} {gf / bf16:11.1%} {ppl:9.1f}")
+        gf, ppl = flops * tps / 1e9, math.exp(total / count)
+        print(f"  {variant:18s} {tps:11,.0f} {gf:8.1f} {gf / fp32:11.1%} {gf / bf16:11.1%} {ppl:9.1f}",
+              flush=True)
     print(f"  (valid ppl over {args.valid_batches} validation batches after {args.batches} training batches "
           f"of {cfg['bs'] * cfg['bptt']:,} tokens, lr {args.lr}; target: >= 5,000 training tokens/s)")
 
@@ -175,7 +174,8 @@ def profile_step(model, loss_fn, x, y) -> None:
         else:
             groups["other"] += t
     total = sum(groups.values())
-    print("  profile of one fp32 step: " + ", ".join(f"{k} {v / total:.0%}" for k, v in groups.items()))
+    print("  profile of one fp32 step: " + ", ".join(f"{k} {v / total:.0%}" for k, v in groups.items()),
+          flush=True)
     model.zero_grad(set_to_none=True)
 
 
@@ -190,7 +190,10 @@ def main():
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--no-profile", dest="profile", action="store_false")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.part in ("all", "tokenize"):
         bench_tokenize(args.size, args.workers)
     if args.part in ("all", "lm"):

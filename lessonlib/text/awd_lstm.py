@@ -199,10 +199,13 @@ class AdaptiveDecoder(nn.Module):
         return self.last_input
 
     def loss(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return self.asm(h.reshape(-1, h.size(-1)).float(), targets.reshape(-1)).loss
+        with torch.autocast(h.device.type, enabled=False):  # torch's adaptive softmax needs one dtype
+            return self.asm(h.reshape(-1, h.size(-1)).float(), targets.reshape(-1)).loss
 
     def log_probs(self, h: torch.Tensor) -> torch.Tensor:
-        return self.asm.log_prob(self.forward(h).reshape(-1, h.size(-1)).float()).view(*h.shape[:-1], -1)
+        h = self.forward(h)
+        with torch.autocast(h.device.type, enabled=False):
+            return self.asm.log_prob(h.reshape(-1, h.size(-1)).float()).view(*h.shape[:-1], -1)
 
 
 class LanguageModel(nn.Module):
@@ -284,6 +287,7 @@ def save_encoder(path, encoder: AWDLSTM, vocab) -> Path:
     state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private
     try:
         torch.save({"format": "lessonlib-awd-lstm-encoder/1", "config": encoder.config, "state_dict": state,
                     "itos": vocab.itos, "counts": vocab.counts}, tmp)

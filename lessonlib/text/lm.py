@@ -30,10 +30,12 @@ from lessonlib.text.vocab import Vocab
 
 # sample: sized for ~2 quiet CPU cores (notebook 04 in a few minutes); full: the lesson's model, for a GPU
 LM_PRESETS = {
-    "sample": dict(emb_size=64, n_hid=256, n_layers=2, min_freq=3, max_size=60_000, bs=64, bptt=70,
-                   epochs=1, lr=5e-3, drop_mult=0.5, wd=0.01, clip=0.3, alpha=2.0, beta=1.0, jitter=5),
-    "full": dict(emb_size=400, n_hid=1152, n_layers=3, min_freq=3, max_size=60_000, bs=64, bptt=70,
-                 epochs=10, lr=5e-3, drop_mult=0.7, wd=0.01, clip=0.3, alpha=2.0, beta=1.0, jitter=5),
+    "sample": dict(train_reviews=1200, emb_size=64, n_hid=192, n_layers=2, min_freq=3, max_size=60_000,
+                   bs=32, bptt=50, epochs=1, lr=5e-3, drop_mult=0.5, wd=0.01, clip=0.3, alpha=2.0, beta=1.0,
+                   jitter=5),
+    "full": dict(train_reviews=None, emb_size=400, n_hid=1152, n_layers=3, min_freq=3, max_size=60_000,
+                 bs=64, bptt=70, epochs=10, lr=5e-3, drop_mult=0.7, wd=0.01, clip=0.3, alpha=2.0, beta=1.0,
+                 jitter=5),
 }
 VALID_FRACTION = 0.1
 
@@ -43,15 +45,18 @@ def lm_path(size: str = "sample") -> Path:
     return data_cache_dir() / "models" / f"imdb_lm_{size}.pt"
 
 
-def lm_texts(size: str = "sample", valid_fraction: float = VALID_FRACTION, seed: int = 0):
+def lm_texts(size: str = "sample", valid_fraction: float = VALID_FRACTION, seed: int = 0,
+             train_reviews: int | None = None):
     """(train texts, valid texts): the train split's reviews (pos, neg and unsup, labels dropped), a
-    seeded `valid_fraction` held out. The test split is not touched."""
+    seeded `valid_fraction` held out; `train_reviews` keeps only that many (seeded) for training, to
+    fit a time budget. The test split is not touched."""
     from lessonlib.data import imdb_reviews
 
     texts = [*imdb_reviews(size, "train")["text"], *imdb_reviews(size, "unsup")["text"]]
     order = np.random.default_rng(seed).permutation(len(texts))
     n_valid = max(1, int(round(len(texts) * valid_fraction)))
-    return [texts[i] for i in order[n_valid:]], [texts[i] for i in order[:n_valid]]
+    train = order[n_valid:] if train_reviews is None else order[n_valid : n_valid + train_reviews]
+    return [texts[i] for i in train], [texts[i] for i in order[:n_valid]]
 
 
 @dataclass
@@ -74,9 +79,9 @@ class LMData:
 
 
 def lm_data(size: str = "sample", min_freq: int = 3, max_size: int = 60_000, n_workers: int | None = None,
-            **_ignored) -> LMData:
+            train_reviews: int | None = None, **_ignored) -> LMData:
     """Tokenize (cached), build the vocabulary on the training texts only, numericalize."""
-    train_texts, valid_texts = lm_texts(size)
+    train_texts, valid_texts = lm_texts(size, train_reviews=train_reviews)
     train_tokens = tokenize_texts(train_texts, n_workers=n_workers)
     valid_tokens = tokenize_texts(valid_texts, n_workers=n_workers)
     vocab = Vocab.build(train_tokens, min_freq=min_freq, max_size=max_size)

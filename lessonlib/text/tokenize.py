@@ -180,6 +180,7 @@ def save_tokens(path: Path, docs: list[list[str]]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is shared like any data file
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, strings=np.array("\x00".join(strings), dtype=np.str_), ids=ids, offsets=offsets)

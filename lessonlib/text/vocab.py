@@ -107,6 +107,7 @@ class _atomic:
     def __enter__(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
+        os.chmod(self.tmp, 0o644)  # mkstemp makes it private
         self.f = os.fdopen(fd, "wb")
         return self.f
 
