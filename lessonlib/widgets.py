@@ -27,7 +27,9 @@ def _show(fig) -> None:
 def _dropout_figure(p: float, activations: torch.Tensor, seed: int):
     from .dropout import dropout
 
-    dropped = dropout(activations, p, generator=torch.Generator().manual_seed(seed))
+    # The mask needs its own stream: drawn from the activations' seed, it would keep exactly the
+    # units whose activation was below 1-p.
+    dropped = dropout(activations, p, generator=torch.Generator().manual_seed(seed + 1))
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     vmax = float(dropped.max()) if p < 1 else 1.0
     panels = ((axes[0], activations, "activations"), (axes[1], dropped, f"after dropout p={p:.2f}"))

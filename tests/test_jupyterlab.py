@@ -213,9 +213,13 @@ def exercise_widgets(page, lab: Lab):
     used = 0
     for box in page.locator(".lessonlib-dropout-explorer").all():
         before = output_image_src(box)
-        box.locator(".noUi-handle, .slider-container input, .widget-slider").first.focus()
-        page.keyboard.press("ArrowRight")
-        page.keyboard.press("ArrowRight")
+        handle = box.locator(".noUi-handle").first
+        handle.scroll_into_view_if_needed()
+        x, y = (lambda b: (b["x"] + b["width"] / 2, b["y"] + b["height"] / 2))(handle.bounding_box())
+        page.mouse.move(x, y)
+        page.mouse.down()
+        page.mouse.move(x + 60, y, steps=5)
+        page.mouse.up()
         wait_idle(page, lab, timeout=60)
         wait_image_changed(page, box, before)
         used += 1

@@ -83,3 +83,11 @@ def test_dropout_explorer_live_has_a_p_slider(live):
     box = widgets.dropout_explorer(p=0.5)
     slider = box.children[0]
     assert isinstance(slider, ipywidgets.FloatSlider) and slider.value == 0.5 and slider.max < 1
+
+
+def test_dropout_explorer_mask_is_independent_of_the_activations(static, shown):
+    # A mask drawn from the activations' own random stream keeps only small activations.
+    widgets.dropout_explorer(p=0.5, shape=(20, 20), seed=0)
+    title = shown[0]._suptitle.get_text()
+    before, after = (float(v) for v in title.rsplit("mean ", 1)[1].split(" -> "))
+    assert abs(after - before) < 0.1, title
