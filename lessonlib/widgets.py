@@ -5,6 +5,7 @@ statically, at their default value, so stored outputs stay deterministic.
 """
 
 from collections.abc import Callable
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -110,6 +111,34 @@ def embedding_explorer(embeddings: dict[str, tuple], default: str | None = None)
     box = w.VBox([pick, w.interactive_output(draw, {"name": pick})])
     box.add_class("lessonlib-embedding-explorer")
     return box
+
+
+def save_embeddings(path, embeddings: dict[str, tuple]) -> Path:
+    """Write `embedding_explorer`'s input to an .npz (no pickles), so a later session can explore it."""
+    arrays = {}
+    for name, (weights, labels, *colour) in embeddings.items():
+        arrays[f"{name}/weights"] = np.asarray(weights, dtype=np.float64)
+        arrays[f"{name}/labels"] = np.asarray([str(v) for v in labels])
+        if colour:
+            arrays[f"{name}/colour"] = np.asarray([str(v) for v in colour[0]])
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+    return path
+
+
+def load_embeddings(path) -> dict[str, tuple]:
+    """Read what `save_embeddings` wrote; a clear error names the notebook to run when it is missing."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run the notebook that trains the model first "
+                                "(it saves the embeddings there)")
+    with np.load(path, allow_pickle=False) as data:
+        names = dict.fromkeys(key.rsplit("/", 1)[0] for key in data.files)
+        return {n: tuple(data[f"{n}/{part}"] for part in ("weights", "labels", "colour")
+                         if f"{n}/{part}" in data.files) for n in names}
 
 
 def text_box(fn: Callable[[str], str], example: str, description: str = "text", button: str = "Run"):

@@ -21,6 +21,8 @@ def refresh(path: Path) -> None:
     start = time.perf_counter()
     resources = {"metadata": {"path": str(path.parent)}}
     NotebookClient(nb, timeout=1800, kernel_name="python3", resources=resources).execute()
+    for cell in nb.cells:  # per-cell timestamps only churn the diff
+        cell.metadata.pop("execution", None)
     nbformat.write(nb, path)
     print(f"{path.name}: {time.perf_counter() - start:.0f}s")
 

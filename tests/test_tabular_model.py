@@ -12,6 +12,7 @@ from lessonlib.tabular.model import (
     emb_size_fastai2,
     emb_size_lesson,
     emb_sizes,
+    embedding_weights,
     exp_rmspe,
     y_range_for,
 )
@@ -104,3 +105,10 @@ def test_y_init_starts_predictions_at_the_given_value():
     assert (out - 8.5).abs().max() < 0.5
     with pytest.raises(ValueError, match="inside y_range"):
         TabularModel([5], 1, y_range=(0.0, 1.0), y_init=3.0)
+
+
+def test_embedding_weights_leave_out_the_unknown_row():
+    model = TabularModel([5, 3], n_cont=2, layers=(4,), ps=(0.1,))
+    weights = embedding_weights(model, ["a", "b"], "b")
+    assert weights.shape == (2, model.embeds[1].weight.shape[1]) and weights.dtype == np.float64
+    np.testing.assert_array_equal(weights, model.embeds[1].weight.detach().numpy()[1:])

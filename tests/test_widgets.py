@@ -91,3 +91,17 @@ def test_dropout_explorer_mask_is_independent_of_the_activations(static, shown):
     title = shown[0]._suptitle.get_text()
     before, after = (float(v) for v in title.rsplit("mean ", 1)[1].split(" -> "))
     assert abs(after - before) < 0.1, title
+
+
+def test_embeddings_round_trip_through_npz(tmp_path):
+    path = widgets.save_embeddings(tmp_path / "sub" / "emb.npz", EMB)
+    back = widgets.load_embeddings(path)
+    assert list(back) == ["Day", "One"]
+    np.testing.assert_array_equal(back["Day"][0], EMB["Day"][0])
+    assert list(back["Day"][1]) == list("MTWTFSS") and list(back["Day"][2]) == ["wd"] * 5 + ["we"] * 2
+    assert len(back["One"]) == 2
+
+
+def test_load_embeddings_names_the_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run the notebook"):
+        widgets.load_embeddings(tmp_path / "nope.npz")

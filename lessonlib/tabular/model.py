@@ -131,3 +131,9 @@ def exp_rmspe(pred_log: torch.Tensor, targ_log: torch.Tensor) -> torch.Tensor:
 def mse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """MSE on log Sales (the training loss)."""
     return F.mse_loss(pred, target)
+
+
+def embedding_weights(model: TabularModel, cat_names: list, name: str) -> np.ndarray:
+    """The learned embedding of categorical column `name`, one row per known level (the unknown
+    code 0 left out), as float64 numpy."""
+    return model.embeds[cat_names.index(name)].weight.detach().double().cpu().numpy()[1:]
