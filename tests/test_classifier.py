@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lessonlib.data import read_review
 from lessonlib.learner import Learner, accuracy
 from lessonlib.text.awd_lstm import AWDLSTM, save_encoder
 from lessonlib.text.classifier import (
@@ -22,7 +23,6 @@ from lessonlib.text.classifier import (
     pad_collate,
     padding_fraction,
     pooled_features,
-    read_review,
     train_classifier,
 )
 from lessonlib.text.tokenize import SPECIAL_TOKENS, tokenize

@@ -251,3 +251,14 @@ def test_markers_name_the_archive_they_came_from(toy_imdb, dirs):
     imdb("sample")
     marker = json.loads((cache / "imdb-sample" / MARKER).read_text())
     assert marker["derived"] is True and marker["source"]["path"] == str(mirror / "imdb" / "aclImdb.tar.gz")
+
+
+def test_imdb_reviews_names_a_file_that_is_not_utf8(tmp_path, monkeypatch):
+    from lessonlib.data import datasets
+
+    folder = tmp_path / "aclImdb" / "train" / "pos"
+    folder.mkdir(parents=True)
+    (folder / "0_9.txt").write_bytes(b"fine \xff\xfe bytes")
+    monkeypatch.setattr(datasets, "imdb", lambda size: tmp_path / "aclImdb")
+    with pytest.raises(ValueError, match=r"0_9\.txt is not valid UTF-8"):
+        datasets.imdb_reviews("sample", "train")

@@ -16,8 +16,8 @@ from lessonlib.data.cache import (
     fetch,
     mirror_dirs,
 )
-from lessonlib.data.datasets import IMDB, ROSSMANN, imdb, imdb_reviews, rossmann
+from lessonlib.data.datasets import IMDB, ROSSMANN, imdb, imdb_reviews, read_review, rossmann
 
-__all__ = ["IMDB", "ROSSMANN", "imdb", "imdb_reviews", "rossmann", "CACHE_ENV", "MIRROR_ENV", "Archive",
+__all__ = ["IMDB", "ROSSMANN", "imdb", "imdb_reviews", "read_review", "rossmann", "CACHE_ENV", "MIRROR_ENV", "Archive",
            "CorruptArchiveError", "DataError", "Dataset", "DataUnavailableError", "cache_dir", "fetch",
            "mirror_dirs"]

@@ -104,6 +104,17 @@ def rossmann(size: str = "sample") -> Path:
     return fetch(ROSSMANN, size)
 
 
+def read_review(path, errors: str = "strict") -> str:
+    """A review file's text. Bytes that are not UTF-8 fail with an error naming the file and the
+    offset, unless `errors="replace"` (each bad byte becomes U+FFFD)."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8", errors=errors)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not valid UTF-8 (byte {e.start}: {data[e.start:e.start + 4]!r}); "
+                         "fix the file or read it with errors='replace'") from None
+
+
 def imdb_reviews(size: str = "sample", split: str = "train") -> pd.DataFrame:
     """The reviews of one split (train, test or unsup) as columns id, rating, label (1 pos, 0 neg,
     -1 unsup), text; sorted by label, then id."""
@@ -114,6 +125,6 @@ def imdb_reviews(size: str = "sample", split: str = "train") -> pd.DataFrame:
     for label in IMDB_SPLITS[split]:
         for path in (folder / label).glob("*.txt"):
             review_id, rating = path.stem.split("_")
-            rows.append((int(review_id), int(rating), IMDB_LABELS[label], path.read_text(encoding="utf-8")))
+            rows.append((int(review_id), int(rating), IMDB_LABELS[label], read_review(path)))
     reviews = pd.DataFrame(rows, columns=["id", "rating", "label", "text"])
     return reviews.sort_values(["label", "id"], ignore_index=True)

@@ -298,19 +298,6 @@ def gradual_unfreezing(learn, lrs=(2e-2, 1e-2, 1e-3), epochs=(1, 1, 2), factor: 
     return histories
 
 
-def read_review(path, errors: str = "strict") -> str:
-    """A review file's text. Bytes that are not UTF-8 fail with an error naming the file and the
-    offset, unless `errors="replace"` (each bad byte becomes U+FFFD)."""
-    from pathlib import Path
-
-    data = Path(path).read_bytes()
-    try:
-        return data.decode("utf-8", errors=errors)
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path} is not valid UTF-8 (byte {e.start}: {data[e.start:e.start + 4]!r}); "
-                         "fix the file or read it with errors='replace'") from None
-
-
 # ----------------------------------------------------------------------------- IMDB recipe
 
 
