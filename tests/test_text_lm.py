@@ -5,7 +5,15 @@ from lessonlib.text import lm
 
 def test_lm_path_lives_in_the_data_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LESSONLIB_DATA", str(tmp_path))
-    assert lm.lm_path("sample") == tmp_path / "models" / "imdb_lm_sample.pt"
+    path = lm.lm_path("sample")
+    assert path.parent == tmp_path / "models" and path.name.startswith("imdb_lm_sample_")
+
+
+def test_lm_path_changes_with_the_recipe(tmp_path, monkeypatch):
+    monkeypatch.setenv("LESSONLIB_DATA", str(tmp_path))
+    before = lm.lm_path("sample")
+    monkeypatch.setitem(lm.LM_PRESETS, "sample", dict(lm.LM_PRESETS["sample"], epochs=99))
+    assert lm.lm_path("sample") != before
 
 
 def test_imdb_language_model_loads_an_existing_file_without_training(tmp_path, monkeypatch):

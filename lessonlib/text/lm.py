@@ -8,6 +8,8 @@ validation perplexity. Test reviews are never used, so notebook 05 can evaluate 
     path = imdb_language_model("sample")            # load-or-train: the saved encoder + vocabulary
 """
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +32,8 @@ from lessonlib.text.vocab import Vocab
 
 # sample: sized for ~2 quiet CPU cores (notebook 04 in a few minutes); full: the lesson's model, for a GPU
 LM_PRESETS = {
-    "sample": dict(train_reviews=1200, emb_size=64, n_hid=192, n_layers=2, min_freq=3, max_size=60_000,
-                   bs=32, bptt=50, epochs=1, lr=5e-3, drop_mult=0.5, wd=0.01, clip=0.3, alpha=2.0, beta=1.0,
+    "sample": dict(train_reviews=2000, emb_size=64, n_hid=192, n_layers=2, min_freq=3, max_size=60_000,
+                   bs=32, bptt=50, epochs=2, lr=1e-2, drop_mult=0.5, wd=0.01, clip=0.3, alpha=2.0, beta=1.0,
                    jitter=5),
     "full": dict(train_reviews=None, emb_size=400, n_hid=1152, n_layers=3, min_freq=3, max_size=60_000,
                  bs=64, bptt=70, epochs=10, lr=5e-3, drop_mult=0.7, wd=0.01, clip=0.3, alpha=2.0, beta=1.0,
@@ -41,8 +43,11 @@ VALID_FRACTION = 0.1
 
 
 def lm_path(size: str = "sample") -> Path:
-    """Where notebook 04 saves the trained encoder + vocabulary: `<data cache>/models/imdb_lm_<size>.pt`."""
-    return data_cache_dir() / "models" / f"imdb_lm_{size}.pt"
+    """Where notebook 04 saves the trained encoder + vocabulary:
+    `<data cache>/models/imdb_lm_<size>_<key>.pt`, the key a hash of LM_PRESETS[size], so a changed
+    recipe never picks up a stale model."""
+    key = hashlib.sha256(json.dumps(LM_PRESETS.get(size), sort_keys=True).encode()).hexdigest()[:10]
+    return data_cache_dir() / "models" / f"imdb_lm_{size}_{key}.pt"
 
 
 def lm_texts(size: str = "sample", valid_fraction: float = VALID_FRACTION, seed: int = 0,
