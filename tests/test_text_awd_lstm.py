@@ -14,6 +14,7 @@ from lessonlib.text.awd_lstm import (
     awd_lstm_lm,
     lm_loss,
     load_encoder,
+    load_language_model,
     plain_lstm_lm,
     save_encoder,
 )
@@ -159,3 +160,19 @@ def test_save_and_load_encoder(tmp_path):
     assert not list((tmp_path / "m").glob("*.tmp"))
     with pytest.raises(FileNotFoundError, match="notebooks/04"):
         load_encoder(tmp_path / "none.pt")
+
+
+def test_save_with_decoder_rebuilds_the_language_model(tmp_path):
+    vocab = Vocab(SPECIAL_TOKENS + [f"w{i}" for i in range(V - len(SPECIAL_TOKENS))])
+    lm = awd_lstm_lm(V, 6, 10, 2)
+    with torch.no_grad():
+        lm.decoder.linear.bias.normal_()
+    lm.eval()
+    path = save_encoder(tmp_path / "lm.pt", lm.encoder, vocab, lm.decoder)
+    lm2, _ = load_language_model(path)
+    x = torch.randint(0, V, (2, 5))
+    lm.reset()
+    assert torch.allclose(lm.log_probs(x), lm2.log_probs(x), atol=1e-6)
+    assert lm2.decoder.linear.weight is lm2.encoder.embedding.weight
+    with pytest.raises(ValueError, match="encoder only"):
+        load_language_model(save_encoder(tmp_path / "enc.pt", lm.encoder, vocab))

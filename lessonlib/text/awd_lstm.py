@@ -280,17 +280,19 @@ class ResetState:
         learn.model.reset()
 
 
-def save_encoder(path, encoder: AWDLSTM, vocab) -> Path:
-    """Write the encoder's config and weights and the vocabulary to one file, atomically."""
+def save_encoder(path, encoder: AWDLSTM, vocab, decoder: LinearDecoder | None = None) -> Path:
+    """Write the encoder's config and weights and the vocabulary to one file, atomically. With the
+    (tied) `decoder`, its bias is kept too, so `load_language_model` can rebuild the whole LM."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
+    extra = {} if decoder is None else {"decoder_bias": decoder.linear.bias.detach().cpu()}
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
     os.chmod(tmp, 0o644)  # mkstemp makes it private
     try:
         torch.save({"format": "lessonlib-awd-lstm-encoder/1", "config": encoder.config, "state_dict": state,
-                    "itos": vocab.itos, "counts": vocab.counts}, tmp)
+                    "itos": vocab.itos, "counts": vocab.counts, **extra}, tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -312,3 +314,17 @@ def load_encoder(path, **overrides):
     encoder = AWDLSTM(**config)
     encoder.load_state_dict(blob["state_dict"])
     return encoder, Vocab(blob["itos"], blob.get("counts"))
+
+
+def load_language_model(path) -> tuple[LanguageModel, "Vocab"]:  # noqa: F821
+    """(language model, vocab) from a file `save_encoder` wrote with its decoder: for generating text."""
+    encoder, vocab = load_encoder(path)
+    bias = torch.load(path, map_location="cpu", weights_only=True).get("decoder_bias")
+    if bias is None:
+        raise ValueError(f"{path} holds an encoder only: save it with "
+                         "save_encoder(..., decoder=model.decoder)")
+    decoder = LinearDecoder(encoder.config["emb_size"], encoder.config["vocab_size"], 0.0,
+                            tie_to=encoder.embedding.weight)
+    with torch.no_grad():
+        decoder.linear.bias.copy_(bias)
+    return LanguageModel(encoder, decoder).eval(), vocab

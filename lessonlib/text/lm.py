@@ -145,7 +145,7 @@ def imdb_language_model(size: str = "sample", retrain: bool = False, seed: int =
     cfg = LM_PRESETS[size]
     data = lm_data(size, **cfg)
     learn = train_lm(data, "awd", cfg, seed=seed, show=show)
-    return save_encoder(path, learn.model.encoder, data.vocab)
+    return save_encoder(path, learn.model.encoder, data.vocab, learn.model.decoder)
 
 
 def main(argv=None) -> None:
@@ -166,7 +166,7 @@ def main(argv=None) -> None:
     amp = {"None": None, "False": False}.get(args.amp, args.amp)
     learn = train_lm(data, "awd", cfg, seed=args.seed, epochs=args.epochs, amp=amp)
     if not ddp.launched_by_torchrun() or ddp.is_main():
-        print("saved", save_encoder(lm_path(args.size), learn.model.encoder, data.vocab))
+        print("saved", save_encoder(lm_path(args.size), learn.model.encoder, data.vocab, learn.model.decoder))
 
 
 if __name__ == "__main__":
