@@ -319,3 +319,19 @@ def test_pooled_features_match_the_model_input_in_dataset_order():
     assert feats.shape == (5, 24) and enc.training
     one = ChunkedEncoder(enc.eval(), PAD, bptt=7)(torch.as_tensor(ds[3][0])[None])
     assert np.allclose(feats[3], concat_pool(*one)[0].detach().numpy(), atol=1e-5)
+
+
+def test_saved_classifier_predicts_like_the_original(tmp_path):
+    from lessonlib.text.classifier import load_classifier, save_classifier
+
+    path, _ = saved_lm_encoder(tmp_path)
+    model = classifier_from_lm(path).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    saved = save_classifier(tmp_path / "clf" / "c.pt", model, path)
+    again = load_classifier(saved)
+    for text in ["good good film", "bad"]:
+        assert again.predict(text) == pytest.approx(model.predict(text))
+    with pytest.raises(FileNotFoundError, match="05_imdb_classifier"):
+        load_classifier(tmp_path / "missing.pt")

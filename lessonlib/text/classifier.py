@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -269,6 +270,29 @@ def classifier_from_lm(path, pretrained: bool = True, drop_mult: float = 0.5, **
     if not pretrained:
         encoder = AWDLSTM(**encoder.config)
     return TextClassifier(encoder, encoder.config["emb_size"], vocab.pad_id, vocab=vocab, **kwargs)
+
+
+def save_classifier(path, model: TextClassifier, lm_file) -> Path:
+    """Write a trained classifier's weights (and which LM file gives its architecture), atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({"state_dict": state, "lm_file": str(lm_file)}, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_classifier(path) -> TextClassifier:
+    """The classifier `save_classifier` wrote, in eval mode, ready for `predict`."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no saved classifier at {path}: "
+                                "run notebooks/05_imdb_classifier.ipynb first")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    model = classifier_from_lm(blob["lm_file"], pretrained=False)
+    model.load_state_dict(blob["state_dict"])
+    return model.eval()
 
 
 def discriminative_lrs(lr: float, n_groups: int, factor: float = 2.6) -> list[float]:
