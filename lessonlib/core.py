@@ -46,7 +46,7 @@ def progress(iterable=None, **kwargs):
     """A tqdm bar (a widget in Jupyter, text in a terminal), silent when progress is off."""
     from tqdm.auto import tqdm
 
-    kwargs.setdefault("disable", not progress_enabled())
+    kwargs["disable"] = kwargs.get("disable", False) or not progress_enabled()  # the env var always wins
     kwargs.setdefault("leave", False)
     if iterable is not None and not hasattr(iterable, "__next__"):
         # tqdm.auto calls iter() in its constructor and again when looping: a DataLoader would draw its

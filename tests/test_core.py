@@ -56,3 +56,10 @@ def test_progress_starts_its_iterable_once_and_keeps_the_length(monkeypatch):
         data = CountingIterable()
         bar = core.progress(data)
         assert list(bar) == [0, 1, 2] and data.starts == 1 and bar.total == 3
+
+
+def test_progress_off_wins_over_an_explicit_disable_false(monkeypatch):
+    monkeypatch.setenv("LESSONLIB_PROGRESS", "0")
+    assert core.progress(range(3), disable=False).disable
+    monkeypatch.setenv("LESSONLIB_PROGRESS", "1")
+    assert core.progress(range(3), disable=True).disable
