@@ -322,14 +322,15 @@ def test_pooled_features_match_the_model_input_in_dataset_order():
 
 
 def test_saved_classifier_predicts_like_the_original(tmp_path):
-    from lessonlib.text.classifier import load_classifier, save_classifier
+    from lessonlib.text.classifier import classifier_path, load_classifier, save_classifier
 
     path, _ = saved_lm_encoder(tmp_path)
     model = classifier_from_lm(path).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.1 * torch.randn_like(p))
-    saved = save_classifier(tmp_path / "clf" / "c.pt", model, path)
+    saved = save_classifier(classifier_path(tmp_path / "clf" / "lm.pt"), model, path)
+    assert saved.name == "lm_classifier.pt"
     again = load_classifier(saved)
     for text in ["good good film", "bad"]:
         assert again.predict(text) == pytest.approx(model.predict(text))

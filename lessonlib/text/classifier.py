@@ -272,6 +272,12 @@ def classifier_from_lm(path, pretrained: bool = True, drop_mult: float = 0.5, **
     return TextClassifier(encoder, encoder.config["emb_size"], vocab.pad_id, vocab=vocab, **kwargs)
 
 
+def classifier_path(lm_file) -> Path:
+    """Where notebook 05 keeps the classifier fine-tuned from the LM saved at `lm_file`: beside it."""
+    lm_file = Path(lm_file)
+    return lm_file.with_name(f"{lm_file.stem}_classifier.pt")
+
+
 def save_classifier(path, model: TextClassifier, lm_file) -> Path:
     """Write a trained classifier's weights (and which LM file gives its architecture), atomically."""
     path = Path(path)
