@@ -77,17 +77,6 @@ def closed_port_url(name="toy.tar.gz") -> str:
     return f"http://127.0.0.1:{port}/{name}"
 
 
-@pytest.fixture
-def dirs(tmp_path, monkeypatch):
-    """An empty cache and an empty mirror folder, set through the environment variables."""
-    cache, mirror = tmp_path / "cache", tmp_path / "mirror"
-    mirror.mkdir()
-    monkeypatch.setenv(CACHE_ENV, str(cache))
-    monkeypatch.setenv(MIRROR_ENV, str(mirror))
-    monkeypatch.setenv("LESSONLIB_PROGRESS", "0")
-    return cache, mirror
-
-
 class _Handler(http.server.SimpleHTTPRequestHandler):
     """Serves a folder; `/short/<file>` announces 100 bytes more than it sends (a dropped connection)."""
 

@@ -29,16 +29,6 @@ def as_files(files: dict[str, bytes]):
     return ((name, lambda data=data: data) for name, data in files.items())
 
 
-@pytest.fixture
-def dirs(tmp_path, monkeypatch):
-    cache, mirror = tmp_path / "cache", tmp_path / "mirror"
-    mirror.mkdir()
-    monkeypatch.setenv(CACHE_ENV, str(cache))
-    monkeypatch.setenv(MIRROR_ENV, str(mirror))
-    monkeypatch.setenv("LESSONLIB_PROGRESS", "0")
-    return cache, mirror
-
-
 # --- IMDB ---------------------------------------------------------------------------------------------
 
 def toy_imdb_files(n: int = 60) -> dict[str, bytes]:
