@@ -1,0 +1,41 @@
+"""Committed notebooks are a clean nbval baseline: executed in order, no errors, a narrow sanitiser."""
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbval.plugin import get_sanitize_patterns
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+SANITIZE = ROOT / "tests" / "nbval_sanitize.cfg"
+
+
+def sanitise(text: str) -> str:
+    """What nbval does with our sanitiser file (its own parser, its own order)."""
+    for regex, replace in get_sanitize_patterns(SANITIZE.read_text()):
+        text = re.sub(regex, replace, text)
+    return text
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_notebook_ran_top_to_bottom_without_errors(path):
+    nb = nbformat.read(path, as_version=4)
+    counts = [c.execution_count for c in nb.cells if c.cell_type == "code" and c.source.strip()]
+    assert counts and None not in counts, f"{path.name}: cells never executed; run make refresh-outputs"
+    assert counts == list(range(1, len(counts) + 1)), f"{path.name}: execution counts out of order: {counts}"
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors, f"{path.name}: stored error output {errors[0].ename}: {errors[0].evalue}"
+
+
+def test_sanitiser_masks_only_timings_progress_bars_and_addresses():
+    sections = re.findall(r"^\[(.+)\]$", SANITIZE.read_text(), flags=re.MULTILINE)
+    assert sections == ["timings", "wall-clock-seconds", "memory-addresses", "tqdm-progress"]
+    assert len(get_sanitize_patterns(SANITIZE.read_text())) == len(sections)
+    assert sanitise("     0      6.2907      5.0345      0.2004      105.9s") == (
+        "     0      6.2907      5.0345      0.2004      TIME")
+    assert sanitise("<Learner at 0x7f01ac0f5290>") == "<Learner at 0xADDRESS>"
+    assert sanitise("epoch 3: 45%|████▌     | 9/20 [00:01<00:02, 5.1it/s]") == "epoch 3: PROGRESS"
+    for kept in ["exp-RMSPE 0.1029", "valid ppl 126.732", "50 stores", "500 pos / 500 neg", "p=0.5"]:
+        assert sanitise(kept) == kept
