@@ -133,8 +133,9 @@ def page(browser):
 
 
 def open_notebook(page, lab: Lab, name: str):
-    page.goto(f"{lab.url}/lab/tree/{name}?token={lab.token}")
-    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+    # ?reset: a fresh workspace, so tabs from the previous test are not restored beside this one
+    page.goto(f"{lab.url}/lab/tree/{name}?reset&token={lab.token}")
+    page.wait_for_selector(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell", timeout=60_000)
     wait_idle(page, lab, timeout=120)
 
 
