@@ -1,5 +1,7 @@
 """Fixtures shared by more than one test module."""
 
+import socket
+
 import pytest
 
 from lessonlib.data import CACHE_ENV, MIRROR_ENV
@@ -14,3 +16,10 @@ def dirs(tmp_path, monkeypatch):
     monkeypatch.setenv(MIRROR_ENV, str(mirror))
     monkeypatch.setenv("LESSONLIB_PROGRESS", "0")
     return cache, mirror
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

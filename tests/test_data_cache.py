@@ -9,12 +9,12 @@ import io
 import json
 import multiprocessing
 import os
-import socket
 import tarfile
 import threading
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from lessonlib.data import cache as cache_module
 from lessonlib.data.cache import (
@@ -71,10 +71,7 @@ def sha256(path: Path) -> str:
 
 def closed_port_url(name="toy.tar.gz") -> str:
     """A URL on 127.0.0.1 where nothing listens: a download there fails like having no network."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/{name}"
+    return f"http://127.0.0.1:{free_port()}/{name}"
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):

@@ -4,7 +4,6 @@ batches. The processes are started the way torchrun would: RANK/WORLD_SIZE/LOCAL
 import contextlib
 import io
 import os
-import socket
 import sys
 
 import pytest
@@ -12,6 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from conftest import free_port
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -48,12 +48,6 @@ def worker(rank, port, out_dir):
               "steps": len(learn.batch_losses)}
     torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.destroy_process_group()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_processes_match_one_process_over_the_same_global_batches(tmp_path, monkeypatch):

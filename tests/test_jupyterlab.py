@@ -9,7 +9,6 @@ without it, except under CI where a missing browser is a failure.
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -32,12 +32,6 @@ if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} missing: .ci/run installs Debian's chromium package", pytrace=False)
     pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Lab:
