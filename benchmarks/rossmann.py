@@ -13,22 +13,11 @@ import os
 import time
 
 import torch
+from gemm import gemm_peak
 
 from lessonlib.data import rossmann
 from lessonlib.tabular import features
 from lessonlib.tabular.experiment import fit_sales_model
-
-
-def gemm_peak(n: int = 2048, repeats: int = 10) -> float:
-    """Best fp32 GFLOP/s of an n x n matmul on the CPU with the current thread count."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b  # warm-up
-    best = 0.0
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
-    return best
 
 
 def train_and_score(train, valid, args, label: str) -> dict:
@@ -37,7 +26,7 @@ def train_and_score(train, valid, args, label: str) -> dict:
           f"batch {args.bs}, {args.epochs} epochs at lr {args.lr}")
     run = fit_sales_model(train, valid, features.CAT_NAMES, features.CONT_NAMES, epochs=args.epochs,
                           lr=args.lr, batch_size=args.bs, layers=args.layers, ps=args.ps,
-                          emb_drop=args.emb_drop, seed=args.seed, device="cpu")
+                          emb_drop=args.emb_drop, seed=args.seed, device="cpu", amp=args.amp)
     model = run.learn.model
     flops = args.epochs * (model.matmul_flops(len(train)) + model.matmul_flops(len(valid), backward=False))
     return {"rmspe": run.rmspe, "seconds": run.seconds, "rows_per_s": args.epochs * len(train) / run.seconds,
@@ -51,13 +40,18 @@ def throughput_probe(rows, args, rounds: int = 3, n_rows: int = 100_000) -> None
     fit_rows = fit_rows.sample(min(n_rows, len(fit_rows)), random_state=args.seed)
     probe = argparse.Namespace(**{**vars(args), "epochs": 1})
     for r in range(rounds):
-        before = gemm_peak()
+        before = gemm_peak(peak_dtype(args))
         result = train_and_score(fit_rows, valid.head(4096), probe, f"probe {r + 1}/{rounds}")
-        after = gemm_peak()
+        after = gemm_peak(peak_dtype(args))
         peak = (before + after) / 2
         print(f"[probe {r + 1}/{rounds}] {result['rows_per_s']:,.0f} rows/s, "
-              f"matmul {result['gflops']:.1f} GFLOP/s; GEMM peak {before:.1f} before / {after:.1f} after "
-              f"-> {100 * result['gflops'] / peak:.0f}% of peak")
+              f"matmul {result['gflops']:.1f} GFLOP/s; {peak_dtype(args)} GEMM peak {before:.1f} before / "
+              f"{after:.1f} after -> {100 * result['gflops'] / peak:.0f}% of peak")
+
+
+def peak_dtype(args):
+    """The GEMM peak a run is measured against: bf16 under bf16 autocast, else fp32."""
+    return torch.bfloat16 if args.amp == "bf16" else torch.float32
 
 
 def main():
@@ -71,6 +65,8 @@ def main():
     parser.add_argument("--ps", type=lambda s: tuple(float(v) for v in s.split(",")), default=(0.001, 0.01),
                         help="dropout after each hidden layer")
     parser.add_argument("--emb-drop", type=float, default=0.04)
+    parser.add_argument("--amp", choices=["bf16"], default=None,
+                        help="bf16 autocast (the FLOP rate is then also quoted against the bf16 peak)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--max-rows", type=int, default=None, help="train on a random subset (short runs)")
     parser.add_argument("--skip-forecast", action="store_true", help="only the lesson's split")
@@ -107,11 +103,11 @@ def main():
         fit_rows, valid = features.split(rows, window, forecast=forecast)
         if args.max_rows and len(fit_rows) > args.max_rows:
             fit_rows = fit_rows.sample(args.max_rows, random_state=args.seed)
-        before = gemm_peak()
+        before = gemm_peak(peak_dtype(args))
         r = train_and_score(fit_rows, valid, args, label)
-        peak = max(before, gemm_peak())  # the load may change during a long run: take the higher peak
-        print(f"[{label}] fp32 GEMM peak (2048^3 matmul, best of 10), higher of before/after training: "
-              f"{peak:.1f} GFLOP/s")
+        peak = max(before, gemm_peak(peak_dtype(args)))  # the load may change during a long run
+        print(f"[{label}] {peak_dtype(args)} GEMM peak (2048^3 matmul, best library, best of 5), higher of "
+              f"before/after training: {peak:.1f} GFLOP/s")
         print(f"[{label}] exp-RMSPE {r['rmspe']:.4f} on {window[0]}..{window[1]}; "
               f"training {r['seconds']:.0f}s ({r['seconds'] / 60:.1f} min), {r['rows_per_s']:,.0f} rows/s, "
               f"matmul {r['gflops']:.1f} GFLOP/s = {100 * r['gflops'] / peak:.0f}% of the GEMM peak")

@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lessonlib.onednn_linear import OneDNNLinear
+
 
 def emb_size_lesson(n_codes: int) -> int:
     """The 2018 lesson's rule: min(50, (c + 1) // 2), c = number of codes incl. the unknown code 0."""
@@ -27,7 +29,8 @@ def emb_sizes(cardinalities, rule="lesson") -> list:
 
 class TabularModel(nn.Module):
     """Embeddings for the categories + batch-normed continuous inputs -> Linear-ReLU-BN-Dropout blocks ->
-    Linear, squashed by a sigmoid into `y_range` when given.
+    Linear, squashed by a sigmoid into `y_range` when given. The Linear layers are `OneDNNLinear`
+    (nn.Linear, with fp32 CPU matmuls about twice as fast on AMD processors).
 
     `y_init` (e.g. the mean training target) starts the output there: the head's bias is set to give
     it and its weights start small, so the first epoch is not spent undoing a random offset.
@@ -61,13 +64,13 @@ class TabularModel(nn.Module):
         self.n_cont = n_cont
         blocks, width = [], sum(sizes) + n_cont
         for out, p in zip(layers, ps, strict=True):
-            blocks += [nn.Linear(width, out), nn.ReLU()]
+            blocks += [OneDNNLinear(width, out), nn.ReLU()]
             if use_bn:
                 blocks.append(nn.BatchNorm1d(out))
             blocks.append(nn.Dropout(p))
             width = out
         self.layers = nn.Sequential(*blocks)
-        self.head = nn.Linear(width, 1)
+        self.head = OneDNNLinear(width, 1)
         self.y_range = None if y_range is None else tuple(float(v) for v in y_range)
         for m in self.modules():
             if isinstance(m, nn.Linear):
