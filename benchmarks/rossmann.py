@@ -18,19 +18,31 @@ from gemm import gemm_peak
 from lessonlib.data import rossmann
 from lessonlib.tabular import features
 from lessonlib.tabular.experiment import fit_sales_model
+from lessonlib.tabular.model import exp_rmspe
 
 
-def train_and_score(train, valid, args, label: str) -> dict:
-    """Train the lesson's network through the Learner (lessonlib.tabular.experiment), score `valid`."""
+def train_and_score(train, valid, args, label: str, n_seeds: int = 1) -> dict:
+    """Train the lesson's network through the Learner (lessonlib.tabular.experiment) with seeds
+    args.seed, args.seed + 1, ...; score each on `valid` and, with several, their ensemble (the mean of
+    the log-Sales predictions). Timings cover every run's training and validation passes."""
     print(f"[{label}] train {len(train):,} rows, valid {len(valid):,} rows, layers {args.layers}, "
-          f"batch {args.bs}, {args.epochs} epochs at lr {args.lr}")
-    run = fit_sales_model(train, valid, features.CAT_NAMES, features.CONT_NAMES, epochs=args.epochs,
-                          lr=args.lr, batch_size=args.bs, layers=args.layers, ps=args.ps,
-                          emb_drop=args.emb_drop, seed=args.seed, device="cpu", amp=args.amp)
-    model = run.learn.model
-    flops = args.epochs * (model.matmul_flops(len(train)) + model.matmul_flops(len(valid), backward=False))
-    return {"rmspe": run.rmspe, "seconds": run.seconds, "rows_per_s": args.epochs * len(train) / run.seconds,
-            "gflops": flops / run.seconds / 1e9}
+          f"batch {args.bs}, {args.epochs} epochs at lr {args.lr}, {n_seeds} seed(s)", flush=True)
+    preds, seconds, flops = [], 0.0, 0.0
+    for seed in range(args.seed, args.seed + n_seeds):
+        run = fit_sales_model(train, valid, features.CAT_NAMES, features.CONT_NAMES, epochs=args.epochs,
+                              lr=args.lr, batch_size=args.bs, layers=args.layers, ps=args.ps,
+                              emb_drop=args.emb_drop, seed=seed, device="cpu", amp=args.amp)
+        pred, targets = run.learn.get_preds(run.learn.valid_dl)
+        preds.append(pred.double())
+        seconds += run.seconds
+        model = run.learn.model
+        flops += args.epochs * (model.matmul_flops(len(train))
+                                + model.matmul_flops(len(valid), backward=False))
+        if n_seeds > 1:
+            print(f"[{label}] seed {seed}: exp-RMSPE {run.rmspe:.4f} ({run.seconds:.0f}s)", flush=True)
+    rmspe = exp_rmspe(torch.stack(preds).mean(0), targets).item()
+    return {"rmspe": rmspe, "seconds": seconds, "rows_per_s": n_seeds * args.epochs * len(train) / seconds,
+            "gflops": flops / seconds / 1e9}
 
 
 def throughput_probe(rows, args, rounds: int = 3, n_rows: int = 100_000) -> None:
@@ -73,6 +85,8 @@ def main():
     parser.add_argument("--probe-only", action="store_true",
                         help="feature timing and 3 short throughput rounds, no full training")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="train this many seeds per split and score their ensemble (mean log prediction)")
     parser.add_argument("--build-repeats", type=int, default=3, help="timed runs of join + features")
     args = parser.parse_args()
     if args.threads:
@@ -104,11 +118,12 @@ def main():
         if args.max_rows and len(fit_rows) > args.max_rows:
             fit_rows = fit_rows.sample(args.max_rows, random_state=args.seed)
         before = gemm_peak(peak_dtype(args))
-        r = train_and_score(fit_rows, valid, args, label)
+        r = train_and_score(fit_rows, valid, args, label, n_seeds=args.seeds)
         peak = max(before, gemm_peak(peak_dtype(args)))  # the load may change during a long run
         print(f"[{label}] {peak_dtype(args)} GEMM peak (2048^3 matmul, best library, best of 5), higher of "
               f"before/after training: {peak:.1f} GFLOP/s")
-        print(f"[{label}] exp-RMSPE {r['rmspe']:.4f} on {window[0]}..{window[1]}; "
+        what = f"ensemble of {args.seeds} seeds" if args.seeds > 1 else "exp-RMSPE"
+        print(f"[{label}] {what}: exp-RMSPE {r['rmspe']:.4f} on {window[0]}..{window[1]}; "
               f"training {r['seconds']:.0f}s ({r['seconds'] / 60:.1f} min), {r['rows_per_s']:,.0f} rows/s, "
               f"matmul {r['gflops']:.1f} GFLOP/s = {100 * r['gflops'] / peak:.0f}% of the GEMM peak")
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
