@@ -31,7 +31,8 @@ def train_and_score(train, valid, args, label: str, n_seeds: int = 1) -> dict:
     for seed in range(args.seed, args.seed + n_seeds):
         run = fit_sales_model(train, valid, features.CAT_NAMES, features.CONT_NAMES, epochs=args.epochs,
                               lr=args.lr, batch_size=args.bs, layers=args.layers, ps=args.ps,
-                              emb_drop=args.emb_drop, seed=seed, device="cpu", amp=args.amp)
+                              emb_drop=args.emb_drop, seed=seed, device="cpu", amp=args.amp,
+                              emb_std=args.emb_std, wd=args.wd)
         pred, targets = run.learn.get_preds(run.learn.valid_dl)
         preds.append(pred.double())
         seconds += run.seconds
@@ -77,6 +78,9 @@ def main():
     parser.add_argument("--ps", type=lambda s: tuple(float(v) for v in s.split(",")), default=(0.001, 0.01),
                         help="dropout after each hidden layer")
     parser.add_argument("--emb-drop", type=float, default=0.04)
+    parser.add_argument("--emb-std", type=float, default=None,
+                        help="initial embedding std (truncated normal; default: torch's N(0, 1))")
+    parser.add_argument("--wd", type=float, default=0.01, help="AdamW weight decay")
     parser.add_argument("--amp", choices=["bf16"], default=None,
                         help="bf16 autocast (the FLOP rate is then also quoted against the bf16 peak)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -122,8 +126,8 @@ def main():
         peak = max(before, gemm_peak(peak_dtype(args)))  # the load may change during a long run
         print(f"[{label}] {peak_dtype(args)} GEMM peak (2048^3 matmul, best library, best of 5), higher of "
               f"before/after training: {peak:.1f} GFLOP/s")
-        what = f"ensemble of {args.seeds} seeds" if args.seeds > 1 else "exp-RMSPE"
-        print(f"[{label}] {what}: exp-RMSPE {r['rmspe']:.4f} on {window[0]}..{window[1]}; "
+        what = f" (ensemble of {args.seeds} seeds)" if args.seeds > 1 else ""
+        print(f"[{label}] exp-RMSPE{what} {r['rmspe']:.4f} on {window[0]}..{window[1]}; "
               f"training {r['seconds']:.0f}s ({r['seconds'] / 60:.1f} min), {r['rows_per_s']:,.0f} rows/s, "
               f"matmul {r['gflops']:.1f} GFLOP/s = {100 * r['gflops'] / peak:.0f}% of the GEMM peak")
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
