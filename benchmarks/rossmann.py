@@ -32,7 +32,7 @@ def train_and_score(train, valid, args, label: str, n_seeds: int = 1) -> dict:
         run = fit_sales_model(train, valid, features.CAT_NAMES, features.CONT_NAMES, epochs=args.epochs,
                               lr=args.lr, batch_size=args.bs, layers=args.layers, ps=args.ps,
                               emb_drop=args.emb_drop, seed=seed, device="cpu", amp=args.amp,
-                              emb_std=args.emb_std, wd=args.wd)
+                              wd=args.wd)
         pred, targets = run.learn.get_preds(run.learn.valid_dl)
         preds.append(pred.double())
         seconds += run.seconds
@@ -78,8 +78,6 @@ def main():
     parser.add_argument("--ps", type=lambda s: tuple(float(v) for v in s.split(",")), default=(0.001, 0.01),
                         help="dropout after each hidden layer")
     parser.add_argument("--emb-drop", type=float, default=0.04)
-    parser.add_argument("--emb-std", type=float, default=None,
-                        help="initial embedding std (truncated normal; default: torch's N(0, 1))")
     parser.add_argument("--wd", type=float, default=0.01, help="AdamW weight decay")
     parser.add_argument("--amp", choices=["bf16"], default=None,
                         help="bf16 autocast (the FLOP rate is then also quoted against the bf16 peak)")

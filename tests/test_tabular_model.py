@@ -113,12 +113,3 @@ def test_embedding_weights_leave_out_the_unknown_row():
     assert weights.shape == (2, model.embeds[1].weight.shape[1]) and weights.dtype == np.float64
     np.testing.assert_array_equal(weights, model.embeds[1].weight.detach().numpy()[1:])
 
-
-def test_emb_std_starts_embeddings_small_and_truncated():
-    default = TabularModel([400, 30], 1, layers=(4,), ps=(0.0,))
-    small = TabularModel([400, 30], 1, layers=(4,), ps=(0.0,), emb_std=0.01)
-    assert default.embeds[0].weight.std() > 0.5          # torch's N(0, 1)
-    w = small.embeds[0].weight
-    assert 0.005 < w.std() < 0.01 and w.abs().max() <= 0.02
-    one_hot = TabularModel([5], 1, layers=(4,), ps=(0.0,), one_hot=True, emb_std=0.01)
-    assert torch.equal(one_hot.embeds[0].weight, torch.eye(5))  # one-hot inputs stay the identity

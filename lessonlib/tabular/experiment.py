@@ -26,10 +26,10 @@ def fit_sales_model(train: pd.DataFrame, valid: pd.DataFrame, cat_names, cont_na
                     lr: float, batch_size: int = 512, layers=(1000, 500), ps=(0.001, 0.01),
                     emb_drop: float = 0.04, size_rule="lesson", one_hot: bool = False, seed: int = 42,
                     proc: TabularProcessor | None = None, show: bool = True, device=None, amp=None,
-                    emb_std: float | None = None, wd: float = 0.01) -> Run:
+                    wd: float = 0.01) -> Run:
     """Fit the processing on `train` (unless a fitted `proc` is given), train the network on log(Sales)
     with MSE and the one-cycle schedule, and score exp-RMSPE on `valid`. `amp` and `wd` (AdamW's
-    decoupled weight decay) go to the Learner, `emb_std` to the model."""
+    decoupled weight decay) go to the Learner."""
     seed_everything(seed)
     proc = proc or TabularProcessor(cat_names, cont_names).fit(train)
     train_dl = frame_loader(proc, train, batch_size=batch_size, shuffle=True, seed=seed)
@@ -38,7 +38,7 @@ def fit_sales_model(train: pd.DataFrame, valid: pd.DataFrame, cat_names, cont_na
     sizes = emb_sizes(proc.cardinalities, size_rule)
     model = TabularModel(proc.cardinalities, len(proc.cont_names), sizes=sizes, layers=layers, ps=ps,
                          emb_drop=emb_drop, y_range=y_range_for(log_y), y_init=float(log_y.mean()),
-                         one_hot=one_hot, emb_std=emb_std)
+                         one_hot=one_hot)
     learn = Learner(model, train_dl, valid_dl, F.mse_loss, device=device, amp=amp, wd=wd)
     learn.fit(epochs, lr, show=show)
     preds, targets = learn.get_preds(valid_dl)

@@ -35,9 +35,6 @@ class TabularModel(nn.Module):
     `y_init` (e.g. the mean training target) starts the output there: the head's bias is set to give
     it and its weights start small, so the first epoch is not spent undoing a random offset.
 
-    `emb_std`: start the embeddings from a normal with this std, truncated at 2 std (fast.ai v2 uses
-    0.01) instead of torch's N(0, 1).
-
     With `one_hot=True` each category is fed as a one-hot vector instead (a frozen identity
     "embedding" whose width is the number of codes), so the same network can be compared without
     learned embeddings.
@@ -45,7 +42,7 @@ class TabularModel(nn.Module):
 
     def __init__(self, cardinalities, n_cont: int, sizes=None, layers=(1000, 500), ps=(0.001, 0.01),
                  emb_drop: float = 0.04, y_range=None, use_bn: bool = True, one_hot: bool = False,
-                 y_init: float | None = None, emb_std: float | None = None):
+                 y_init: float | None = None):
         super().__init__()
         cardinalities = list(cardinalities)
         if len(ps) != len(layers):
@@ -61,9 +58,6 @@ class TabularModel(nn.Module):
             for emb, c in zip(self.embeds, cardinalities, strict=True):
                 emb.weight.data.copy_(torch.eye(c))
                 emb.weight.requires_grad_(False)
-        if emb_std is not None and not one_hot:
-            for emb in self.embeds:
-                nn.init.trunc_normal_(emb.weight, std=emb_std, a=-2 * emb_std, b=2 * emb_std)
         self.one_hot = one_hot
         self.emb_drop = nn.Dropout(0.0 if one_hot else emb_drop)
         self.bn_cont = nn.BatchNorm1d(n_cont) if n_cont else None
