@@ -312,6 +312,26 @@ def test_train_classifier_runs_both_arms_and_reports_test_accuracy(tmp_path):
     assert stages[0][1] == pytest.approx(learn.evaluate()["acc"])
 
 
+@pytest.mark.parametrize("factor", [1.0, 2.6])
+def test_train_classifier_passes_the_lr_factor_to_every_layer_group(tmp_path, factor):
+    path, _ = saved_lm_encoder(tmp_path)
+    rng = np.random.default_rng(0)
+    ds = ClassificationDataset([np.r_[2, rng.integers(7, 16, size=5)] for _ in range(8)], np.arange(8) % 2)
+    data = ClassifierData(small_vocab(), ["t"] * 8, ["t"] * 8, ds, ds)
+    peaks = []
+
+    class PeakLRs:  # records each parameter group's highest LR during the run
+        def after_loss(self, learn, loss, pred, y):
+            lrs = [g["lr"] for g in learn.opt.param_groups]
+            peaks[:] = lrs if not peaks else [max(a, b) for a, b in zip(peaks, lrs, strict=True)]
+
+    train_classifier(path, data, pretrained=True, seed=0, lrs=(1e-2, 1e-2, 1e-2), epochs=(0, 0, 3), bs=4,
+                     show=False, bptt=4, factor=factor, callbacks=[PeakLRs()])
+    ratios = [b / a for a, b in zip(peaks[:-1], peaks[1:], strict=True)]
+    assert peaks[-1] == pytest.approx(1e-2, rel=0.05)
+    assert ratios == pytest.approx([factor] * len(ratios), rel=1e-6)
+
+
 def test_pooled_features_match_the_model_input_in_dataset_order():
     enc = tiny_encoder()
     ds = ClassificationDataset(random_reviews(5, high=30), [0, 1, 0, 1, 0])

@@ -367,13 +367,14 @@ def imdb_classifier_data(vocab, size: str = "sample", max_tokens: int | None = N
 def train_classifier(lm_file, data: ClassifierData, pretrained: bool, seed: int, lrs=(2e-2, 1e-2, 1e-3),
                      epochs=(1, 1, 2), scratch_lr: float = 5e-3, bs: int = 32, clip: float = 0.25,
                      wd: float = 0.01, drop_mult: float = 0.5, show: bool = True, callbacks=(), amp=None,
-                     **model_kwargs):
+                     factor: float = 2.6, **model_kwargs):
     """One run of the comparison, through the Learner, validating on the test reviews after each epoch.
 
     LM-initialised (`pretrained`): ULMFiT's gradual unfreezing with discriminative LRs (`lrs`, `epochs`
-    per stage). From scratch: the same architecture with fresh weights, every layer trained for the
-    same total number of epochs at `scratch_lr` (one-cycle; a frozen random encoder would be a straw man),
-    evaluated on the test reviews at the end only. Returns `(learn, stages)`: `stages` is a list of
+    per stage, each lower layer group `factor` times less; 1.0 = one LR for all). From scratch: the same
+    architecture with fresh weights, every layer trained for the same total number of epochs at
+    `scratch_lr` (one-cycle; a frozen random encoder would be a straw man), evaluated on the test reviews
+    at the end only. Returns `(learn, stages)`: `stages` is a list of
     (stage name, test accuracy at its end)."""
     import torch.nn.functional as F
 
@@ -387,7 +388,7 @@ def train_classifier(lm_file, data: ClassifierData, pretrained: bool, seed: int,
     learn = Learner(model, train_dl, test_dl if pretrained else None, F.cross_entropy,
                     metrics={"acc": accuracy}, clip=clip, wd=wd, callbacks=callbacks, amp=amp)
     if pretrained:
-        histories = gradual_unfreezing(learn, lrs, epochs, show=show)
+        histories = gradual_unfreezing(learn, lrs, epochs, factor=factor, show=show)
         stages = [(name, float(h["acc"].iloc[-1])) for name, h in histories]
     else:
         learn.fit(sum(epochs), scratch_lr, show=show)
