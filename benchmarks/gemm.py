@@ -45,4 +45,5 @@ def gemm_peak(dtype=torch.float32, n: int = 2048, reps: int = 5, device="cpu") -
 
 
 def describe(rates: dict) -> str:
+    """"torch 217, onednn 479": a gemm_peaks result for printing."""
     return ", ".join(f"{k} {v:,.0f}" for k, v in rates.items())
