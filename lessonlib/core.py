@@ -1,4 +1,5 @@
-"""Seeding, device choice, progress bars and the version banner every notebook prints first.
+"""Seeding, device choice, progress bars, atomic file writes and the version banner every notebook
+prints first.
 
 Imported by every other module; imports nothing of ours.
 """
@@ -6,12 +7,32 @@ Imported by every other module; imports nothing of ours.
 import os
 import platform
 import random
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def atomic_write(path):
+    """`with atomic_write(path) as f:` writes a binary temporary file beside `path` (parents made),
+    renamed over `path` only when the block succeeds and deleted when it fails, so a crash never leaves
+    half a file where a complete one is expected."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; saved files are shared like any data file
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> int:

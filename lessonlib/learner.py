@@ -13,7 +13,6 @@ DistributedDataParallel (see lessonlib.distributed).
 import contextlib
 import copy
 import math
-import os
 import random
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lessonlib import distributed as ddp
-from lessonlib.core import default_device, progress
+from lessonlib.core import atomic_write, default_device, progress
 from lessonlib.schedule import get_schedule
 
 
@@ -459,10 +458,8 @@ class Learner:
                      "history": self.history.to_dict("list"), "batch_losses": self.batch_losses,
                      "epoch_ends": self.epoch_ends, "rng": rng_states(),
                      "loader_rng": [get_rng(g) for g in loader_rngs(self.train_dl)]}
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            torch.save(state, tmp)
-            os.replace(tmp, path)
+            with atomic_write(path) as f:
+                torch.save(state, f)
         ddp.barrier()
         return path
 

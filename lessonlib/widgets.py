@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from IPython.display import display
 
-from .core import progress_enabled
+from .core import atomic_write, progress_enabled
 
 
 def interactive() -> bool:
@@ -121,12 +121,9 @@ def save_embeddings(path, embeddings: dict[str, tuple]) -> Path:
         arrays[f"{name}/labels"] = np.asarray([str(v) for v in labels])
         if colour:
             arrays[f"{name}/colour"] = np.asarray([str(v) for v in colour[0]])
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
-    return path
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
+    return Path(path)
 
 
 def load_embeddings(path) -> dict[str, tuple]:

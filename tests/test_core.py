@@ -1,6 +1,7 @@
 import random
 
 import numpy as np
+import pytest
 import torch
 
 from lessonlib import core
@@ -63,3 +64,15 @@ def test_progress_off_wins_over_an_explicit_disable_false(monkeypatch):
     assert core.progress(range(3), disable=False).disable
     monkeypatch.setenv("LESSONLIB_PROGRESS", "1")
     assert core.progress(range(3), disable=True).disable
+
+
+def test_atomic_write_replaces_only_on_success_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "sub" / "file.bin"
+    with core.atomic_write(target) as f:
+        f.write(b"first")
+    assert target.read_bytes() == b"first"
+    with pytest.raises(RuntimeError), core.atomic_write(target) as f:
+        f.write(b"half")
+        raise RuntimeError("crash mid-write")
+    assert target.read_bytes() == b"first"  # the complete old file survives a failed write
+    assert sorted(p.name for p in target.parent.iterdir()) == ["file.bin"]

@@ -11,13 +11,13 @@
 """
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from lessonlib.core import atomic_write
 
 # the lesson's dropouts (fast.ai 2018 lesson 4: [0.25, 0.1, 0.2, 0.02, 0.15] * drop_mult)
 AWD_DROPOUTS = {"input_p": 0.25, "output_p": 0.1, "weight_p": 0.2, "embed_p": 0.02, "hidden_p": 0.15}
@@ -284,19 +284,11 @@ def save_encoder(path, encoder: AWDLSTM, vocab, decoder: LinearDecoder | None = 
     """Write the encoder's config and weights and the vocabulary to one file, atomically. With the
     (tied) `decoder`, its bias is kept too, so `load_language_model` can rebuild the whole LM."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
     extra = {} if decoder is None else {"decoder_bias": decoder.linear.bias.detach().cpu()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes it private
-    try:
+    with atomic_write(path) as f:
         torch.save({"format": "lessonlib-awd-lstm-encoder/1", "config": encoder.config, "state_dict": state,
-                    "itos": vocab.itos, "counts": vocab.counts, **extra}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+                    "itos": vocab.itos, "counts": vocab.counts, **extra}, f)
     return path
 
 

@@ -280,13 +280,12 @@ def classifier_path(lm_file) -> Path:
 
 def save_classifier(path, model: TextClassifier, lm_file) -> Path:
     """Write a trained classifier's weights (and which LM file gives its architecture), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    from lessonlib.core import atomic_write
+
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"state_dict": state, "lm_file": str(lm_file)}, tmp)
-    tmp.replace(path)
-    return path
+    with atomic_write(path) as f:
+        torch.save({"state_dict": state, "lm_file": str(lm_file)}, f)
+    return Path(path)
 
 
 def load_classifier(path) -> TextClassifier:

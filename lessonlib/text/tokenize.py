@@ -11,12 +11,11 @@ import json
 import multiprocessing
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from lessonlib.core import progress
+from lessonlib.core import atomic_write, progress
 
 UNK, PAD, BOS, MAJ, UP, REP, WREP = "xxunk", "xxpad", "xxbos", "xxmaj", "xxup", "xxrep", "xxwrep"
 SPECIAL_TOKENS = [UNK, PAD, BOS, MAJ, UP, REP, WREP]
@@ -177,17 +176,8 @@ def save_tokens(path: Path, docs: list[list[str]]) -> None:
     ids = np.fromiter((strings.setdefault(t, len(strings)) for d in docs for t in d), dtype=np.int32)
     offsets = np.zeros(len(docs) + 1, dtype=np.int64)
     np.cumsum([len(d) for d in docs], out=offsets[1:])
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is shared like any data file
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, strings=np.array("\x00".join(strings), dtype=np.str_), ids=ids, offsets=offsets)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        np.savez(f, strings=np.array("\x00".join(strings), dtype=np.str_), ids=ids, offsets=offsets)
 
 
 def load_tokens(path: Path) -> list[list[str]]:

@@ -1,13 +1,12 @@
 """Vocabulary: token <-> id, rare tokens to `xxunk`, special tokens first; numericalize to int32."""
 
 import json
-import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from lessonlib.core import atomic_write
 from lessonlib.text.tokenize import PAD, SPECIAL_TOKENS, UNK
 
 
@@ -63,7 +62,8 @@ class Vocab:
 
     def save(self, path) -> None:
         """Write `itos` (and counts) as JSON, atomically."""
-        atomic_write_bytes(Path(path), json.dumps({"itos": self.itos, "counts": self.counts}).encode())
+        with atomic_write(path) as f:
+            f.write(json.dumps({"itos": self.itos, "counts": self.counts}).encode())
 
     @classmethod
     def load(cls, path) -> "Vocab":
@@ -86,7 +86,7 @@ def save_ids(path, arrays: list[np.ndarray]) -> None:
     offsets = np.zeros(len(arrays) + 1, np.int64)
     np.cumsum([len(a) for a in arrays], out=offsets[1:])
     for p, a in ((path, flat), (path.with_suffix(".offsets.npy"), offsets)):
-        with _atomic(p) as f:
+        with atomic_write(p) as f:
             np.save(f, a)
 
 
@@ -97,29 +97,3 @@ def load_ids(path, mmap: bool = True) -> list[np.ndarray]:
     offsets = np.load(path.with_suffix(".offsets.npy"))
     return [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
 
-
-class _atomic:
-    """`with _atomic(path) as f:` writes a temporary file beside `path`, renamed over it on success."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
-        os.chmod(self.tmp, 0o644)  # mkstemp makes it private
-        self.f = os.fdopen(fd, "wb")
-        return self.f
-
-    def __exit__(self, exc_type, exc, tb):
-        self.f.close()
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            Path(self.tmp).unlink(missing_ok=True)
-        return False
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    with _atomic(path) as f:
-        f.write(data)
