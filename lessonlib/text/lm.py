@@ -50,18 +50,25 @@ def lm_path(size: str = "sample") -> Path:
     return data_cache_dir() / "models" / f"imdb_lm_{size}_{key}.pt"
 
 
+def lm_split(n_texts: int, valid_fraction: float = VALID_FRACTION, seed: int = 0,
+             train_reviews: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, valid indices) into the LM's `n_texts` texts: a seeded `valid_fraction` held
+    out; `train_reviews` keeps only that many (seeded) for training, to fit a time budget."""
+    order = np.random.default_rng(seed).permutation(n_texts)
+    n_valid = max(1, int(round(n_texts * valid_fraction)))
+    train = order[n_valid:] if train_reviews is None else order[n_valid : n_valid + train_reviews]
+    return train, order[:n_valid]
+
+
 def lm_texts(size: str = "sample", valid_fraction: float = VALID_FRACTION, seed: int = 0,
              train_reviews: int | None = None):
-    """(train texts, valid texts): the train split's reviews (pos, neg and unsup, labels dropped), a
-    seeded `valid_fraction` held out; `train_reviews` keeps only that many (seeded) for training, to
-    fit a time budget. The test split is not touched."""
+    """(train texts, valid texts): the train split's reviews (pos, neg and unsup, labels dropped),
+    divided by `lm_split`. The test split is not touched."""
     from lessonlib.data import imdb_reviews
 
     texts = [*imdb_reviews(size, "train")["text"], *imdb_reviews(size, "unsup")["text"]]
-    order = np.random.default_rng(seed).permutation(len(texts))
-    n_valid = max(1, int(round(len(texts) * valid_fraction)))
-    train = order[n_valid:] if train_reviews is None else order[n_valid : n_valid + train_reviews]
-    return [texts[i] for i in train], [texts[i] for i in order[:n_valid]]
+    train, valid = lm_split(len(texts), valid_fraction, seed, train_reviews)
+    return [texts[i] for i in train], [texts[i] for i in valid]
 
 
 @dataclass
@@ -109,9 +116,9 @@ def perplexity(loss: float) -> float:
 
 
 def train_lm(data: LMData, kind: str, cfg: dict, seed: int = 42, epochs: int | None = None, show: bool = True,
-             amp=False, device=None, adaptive_cutoffs=None):
+             amp=False, device=None, adaptive_cutoffs=None, callbacks=()):
     """Build and train an LM through the Learner: one-cycle, AdamW, clipping, hidden state reset each
-    epoch, AR/TAR for "awd". Returns the Learner (history in `learn.history`)."""
+    epoch, AR/TAR for "awd", plus any extra `callbacks`. Returns the Learner (history in `learn.history`)."""
     from lessonlib.learner import Learner
 
     seed_everything(seed)
@@ -120,7 +127,7 @@ def train_lm(data: LMData, kind: str, cfg: dict, seed: int = 42, epochs: int | N
     rank, world = (ddp.rank(), ddp.world_size()) if ddp.launched_by_torchrun() else (0, 1)
     train_dl, valid_dl = data.loaders(cfg["bs"], cfg["bptt"], cfg["jitter"], seed, rank, world)
     model = build_lm(kind, len(data.vocab), cfg, adaptive_cutoffs)
-    callbacks = [ResetState()]
+    callbacks = [ResetState(), *callbacks]
     if kind == "awd":
         callbacks.append(RNNRegularizer(cfg["alpha"], cfg["beta"]))
     if adaptive_cutoffs:

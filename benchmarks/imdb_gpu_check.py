@@ -1,0 +1,242 @@
+"""The whole full-size IMDB pipeline in a fixed wall-clock budget on one GPU: the LM (the full preset's
+model, on the 67,500 train+unsup reviews it trains on) and then ULMFiT fine-tuning on the 25,000
+labelled train reviews, tested on all 25,000 test reviews. It shows that the GPU path works end to
+end and measures tokens/s; its accuracy is that of a time-boxed run, below what the full recipe
+(`benchmarks/imdb_full.py` after `python -m lessonlib.text.lm --size full`) reaches.
+
+Two steps, so the GPU machine needs neither spaCy nor the dataset:
+
+    .venv/bin/python benchmarks/imdb_gpu_check.py export imdb_ids.npz       # tokenize, vocabulary, ids
+    python benchmarks/imdb_gpu_check.py run imdb_ids.npz --minutes 8        # train within the budget
+
+`run` first measures the LM's and the classifier's tokens/s on a few batches, reserves the time the
+classifier's three stages (1 epoch each) and their test passes need, and gives the LM what is left:
+as many LM epochs as fit, or one pass over as many (seeded) reviews as fit. `export --size sample`
+and `run --preset sample` try the same code on a CPU.
+"""
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("LESSONLIB_PROGRESS", "0")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from lessonlib.text.lm import LM_PRESETS  # noqa: E402
+
+PARTS = ("train", "unsup", "test")
+
+
+def export(out: Path, size: str) -> None:
+    """Token ids of every review of `size` (train, unsup, test, each review once) + the LM's split and
+    vocabulary (built on the LM's training texts only, as notebook 04 does) into one .npz."""
+    from lessonlib.data import imdb_reviews
+    from lessonlib.text.lm import lm_split
+    from lessonlib.text.tokenize import tokenize_texts
+    from lessonlib.text.vocab import Vocab
+
+    cfg = LM_PRESETS["full"]
+    frames = {p: imdb_reviews(size, p) for p in PARTS}
+    tokens = {p: tokenize_texts(list(frames[p]["text"])) for p in PARTS}
+    lm_docs = tokens["train"] + tokens["unsup"]  # the order lm_texts uses
+    lm_train, lm_valid = lm_split(len(lm_docs))
+    vocab = Vocab.build([lm_docs[i] for i in lm_train], cfg["min_freq"], cfg["max_size"])
+    if len(vocab) > np.iinfo(np.uint16).max:
+        raise ValueError(f"vocabulary of {len(vocab)} does not fit uint16")
+    arrays = {"itos": np.array(json.dumps(vocab.itos)), "lm_train": lm_train, "lm_valid": lm_valid}
+    for p in PARTS:
+        ids = [vocab.numericalize(t) for t in tokens[p]]
+        arrays[f"{p}_ids"] = np.concatenate(ids).astype(np.uint16)
+        arrays[f"{p}_len"] = np.array([len(a) for a in ids], dtype=np.int32)
+        arrays[f"{p}_label"] = frames[p]["label"].to_numpy().astype(np.int8)
+    np.savez_compressed(out, **arrays)
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): vocab {len(vocab):,}, "
+          + ", ".join(f"{p} {len(tokens[p]):,} reviews / {len(arrays[p + '_ids']):,} tokens" for p in PARTS))
+
+
+def load(path: Path):
+    """(vocab, {part: (list of int32 id arrays, labels)}, lm train indices, lm valid indices)."""
+    from lessonlib.text.vocab import Vocab
+
+    blob = np.load(path)
+    vocab = Vocab(json.loads(str(blob["itos"])))
+    parts = {}
+    for p in PARTS:
+        ids = blob[f"{p}_ids"].astype(np.int32)
+        parts[p] = (np.split(ids, np.cumsum(blob[f"{p}_len"])[:-1]), blob[f"{p}_label"].astype(np.int64))
+    return vocab, parts, blob["lm_train"], blob["lm_valid"]
+
+
+class Throughput:
+    """Callback: tokens and seconds of training batches after the first `warmup` (CUDA-synchronised)."""
+
+    def __init__(self, count, warmup: int = 15):
+        self.count, self.warmup = count, warmup
+        self.seen, self.tokens, self.seconds, self.start = 0, 0, 0.0, None
+
+    @staticmethod
+    def _now():
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def before_batch(self, learn, batch):
+        if learn.training:
+            self.seen += 1
+            if self.seen == self.warmup + 1:
+                self.start = self._now()
+            if self.seen > self.warmup:
+                self.tokens += self.count(batch)
+        return batch
+
+    def before_validate(self, learn):
+        if self.start is not None:
+            self.seconds += self._now() - self.start
+            self.start = None
+
+    @property
+    def rate(self) -> float:
+        return self.tokens / max(self.seconds, 1e-9)
+
+
+def n_tokens(docs) -> int:
+    return int(sum(len(d) for d in docs))
+
+
+def fit_lm(docs, valid_docs, vocab, cfg, epochs, seed, amp, callbacks=()):
+    """The notebook-04 LM recipe (train_lm) on these id arrays."""
+    from lessonlib.text.lm import LMData, train_lm
+
+    data = LMData([], [], vocab, docs, valid_docs)
+    return train_lm(data, "awd", cfg, seed=seed, epochs=epochs, amp=amp, callbacks=callbacks)
+
+
+def run(args) -> None:
+    from lessonlib.core import seed_everything
+    from lessonlib.text.awd_lstm import save_encoder
+    from lessonlib.text.classifier import ClassificationDataset, ClassifierData, train_classifier
+    from lessonlib.text.lm import build_lm
+
+    start = time.perf_counter()
+    deadline = start + args.minutes * 60
+    seed_everything(args.seed)
+    print(f"seed {args.seed}; device {torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}, "
+          f"torch {torch.__version__}; budget {args.minutes:g} min")
+    vocab, parts, lm_train_idx, lm_valid_idx = load(args.ids)
+    lm_docs = parts["train"][0] + parts["unsup"][0]
+    lm_train = [lm_docs[i] for i in lm_train_idx]
+    lm_valid = [lm_docs[i] for i in lm_valid_idx[: args.lm_valid_reviews]]
+    clf = ClassifierData(vocab, [], [], ClassificationDataset(*parts["train"]),
+                         ClassificationDataset(*parts["test"]))
+    clf_train_tokens, clf_test_tokens = int(clf.train.lengths.sum()), int(clf.test.lengths.sum())
+    preset = LM_PRESETS[args.preset]
+    cfg = {**preset, "bs": args.lm_bs or preset["bs"], "lr": args.lm_lr or preset["lr"]}
+    print(f"data loaded in {time.perf_counter() - start:.1f}s: vocab {len(vocab):,}; "
+          f"LM {len(lm_train):,} train reviews ({n_tokens(lm_train):,} tokens), valid {len(lm_valid):,}; "
+          f"classifier {len(clf.train):,} "
+          f"train / {len(clf.test):,} test reviews ({clf_train_tokens:,} / {clf_test_tokens:,} tokens)")
+
+    # 1. measured rates: the LM (at the recipe's bs and at the bs used here) and the classifier
+    lm_rates, amp = {}, None  # None: the Learner's default, bf16 autocast on CUDA
+    for bs in dict.fromkeys((preset["bs"], cfg["bs"])):
+        timer = Throughput(lambda b: b[1].numel())
+        probe = first_tokens(lm_train, 50 * bs * cfg["bptt"])  # ~50 batches, the first 15 not timed
+        try:
+            fit_lm(probe, lm_valid[:20], vocab, {**cfg, "bs": bs}, 1, args.seed, amp, [timer])
+        except RuntimeError as e:  # a one-shot check should still report something: retry in fp32
+            if amp is False:
+                raise
+            print(f"bf16 autocast failed ({e}); going on in fp32")
+            amp, timer = False, Throughput(lambda b: b[1].numel())
+            fit_lm(probe, lm_valid[:20], vocab, {**cfg, "bs": bs}, 1, args.seed, amp, [timer])
+        lm_rates[bs] = timer.rate
+        print(f"LM bs {bs}: {timer.rate:,.0f} training tokens/s -> one epoch of the recipe's "
+              f"{n_tokens(lm_train):,} tokens in {n_tokens(lm_train) / timer.rate:.0f}s")
+    work = Path(tempfile.mkdtemp())
+    probe_lm = save_encoder(work / "untrained.pt", build_lm("awd", len(vocab), cfg).encoder, vocab)
+    small = ClassifierData(vocab, [], [], ClassificationDataset(*subset(parts["train"], 40 * args.bs)),
+                           ClassificationDataset(*subset(parts["test"], 40 * args.bs)))
+    timer = Throughput(lambda b: int((b[0] != vocab.pad_id).sum()))
+    learn, _ = train_classifier(probe_lm, small, pretrained=False, seed=args.seed, epochs=(0, 0, 1),
+                                bs=args.bs, show=False, callbacks=[timer], amp=amp)
+    t = Throughput._now()
+    learn.evaluate(learn.valid_dl)
+    eval_rate = int(small.test.lengths.sum()) / (Throughput._now() - t)
+    train_rate = timer.rate
+    # stage costs in all-layers-epoch units: the head stage runs the encoder forward only
+    clf_seconds = (clf_train_tokens * (train_rate / eval_rate + 0.7 + 1) / train_rate
+                   + 3 * clf_test_tokens / eval_rate)
+    print(f"classifier bs {args.bs}: {train_rate:,.0f} training tokens/s (all layers), {eval_rate:,.0f} "
+          f"tokens/s evaluating -> estimate for stages (1, 1, 1) + 3 test passes: {clf_seconds:.0f}s")
+
+    # 2. the LM: as many epochs as the time left (less the classifier's) allows, or part of one
+    lm_seconds = deadline - Throughput._now() - 1.15 * clf_seconds - 15
+    if lm_seconds < 30:
+        raise SystemExit(f"only {lm_seconds:.0f}s left for the LM: give more --minutes")
+    order = np.random.default_rng(args.seed).permutation(len(lm_train))
+    budget_tokens = lm_rates[cfg["bs"]] * lm_seconds / 1.05  # the valid pass
+    epochs = max(1, int(budget_tokens // n_tokens(lm_train)))
+    docs = lm_train if epochs > 1 else first_tokens([lm_train[i] for i in order], budget_tokens)
+    print(f"LM: {lm_seconds:.0f}s left for it -> {epochs} epoch(s) of {len(docs):,} reviews "
+          f"({n_tokens(docs):,} tokens, {n_tokens(docs) / n_tokens(lm_train):.0%} of the LM's training set), "
+          f"bs {cfg['bs']}, lr {cfg['lr']:g}")
+    learn = fit_lm(docs, lm_valid, vocab, cfg, epochs, args.seed, amp)
+    print(f"LM valid perplexity {np.exp(learn.history['valid_loss'].iloc[-1]):.1f} "
+          f"after {time.perf_counter() - start:.0f}s")
+    lm_file = save_encoder(work / "lm.pt", learn.model.encoder, vocab, learn.model.decoder)
+    del learn
+    torch.cuda.empty_cache()
+
+    # 3. ULMFiT fine-tuning, one epoch per stage, on all labelled reviews; test accuracy after each stage
+    t = time.perf_counter()
+    _, stages = train_classifier(lm_file, clf, pretrained=True, seed=args.seed, lrs=(2e-2, 1e-2, 1e-3),
+                                 epochs=(1, 1, 1), bs=args.bs, show=True, amp=amp)
+    print(f"classifier fine-tuned in {time.perf_counter() - t:.0f}s (estimated {clf_seconds:.0f}s)")
+    for name, acc in stages:
+        print(f"test accuracy after stage '{name}': {acc:.4f}")
+    print(f"total {time.perf_counter() - start:.0f}s of a {args.minutes * 60:.0f}s budget; final test "
+          f"accuracy {stages[-1][1]:.4f} on {len(clf.test):,} reviews (a time-boxed run; the full recipe's "
+          "target is 0.945)")
+    if args.json:
+        args.json.write_text(json.dumps({"lm_tokens_per_s": lm_rates, "clf_train_tokens_per_s": train_rate,
+                                         "clf_eval_tokens_per_s": eval_rate, "stages": stages}, indent=1))
+
+
+def first_tokens(docs, n: int) -> list:
+    """The first reviews of `docs` holding at least `n` tokens (all of them if they hold fewer)."""
+    return docs[: int(np.searchsorted(np.cumsum([len(d) for d in docs]), n)) + 1]
+
+
+def subset(part, n: int, seed: int = 0):
+    """n (ids, labels) of a part, drawn at random."""
+    ids, labels = part
+    idx = np.random.default_rng(seed).permutation(len(ids))[:n]
+    return [ids[i] for i in idx], labels[idx]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("export", help="tokenize and numericalize every review into one .npz")
+    e.add_argument("out", type=Path)
+    e.add_argument("--size", default="full", choices=["full", "sample"])
+    r = sub.add_parser("run", help="the time-boxed LM + classifier on the ids")
+    r.add_argument("ids", type=Path)
+    r.add_argument("--minutes", type=float, default=8.0)
+    r.add_argument("--seed", type=int, default=42)
+    r.add_argument("--lm-bs", type=int, default=None, help="default: the preset's")
+    r.add_argument("--lm-lr", type=float, default=None, help="default: the preset's")
+    r.add_argument("--preset", default="full", choices=sorted(LM_PRESETS), help="LM sizes (sample: CPU try)")
+    r.add_argument("--lm-valid-reviews", type=int, default=1000, help="held-out reviews for LM perplexity")
+    r.add_argument("--bs", type=int, default=64, help="classifier batch size")
+    r.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = p.parse_args()
+    export(args.out, args.size) if args.cmd == "export" else run(args)
+
+if __name__ == "__main__":
+    main()
