@@ -120,7 +120,6 @@ def run(args) -> None:
     from lessonlib.core import seed_everything
     from lessonlib.text.awd_lstm import save_encoder
     from lessonlib.text.classifier import ClassificationDataset, ClassifierData, train_classifier
-    from lessonlib.text.lm import build_lm
 
     start = time.perf_counter()
     deadline = start + args.minutes * 60
@@ -141,8 +140,72 @@ def run(args) -> None:
           f"classifier {len(clf.train):,} "
           f"train / {len(clf.test):,} test reviews ({clf_train_tokens:,} / {clf_test_tokens:,} tokens)")
 
-    # 1. measured rates: the LM (at the recipe's bs and at the bs used here) and the classifier
-    lm_rates, amp = {}, None  # None: the Learner's default, bf16 autocast on CUDA
+    # 1. measured rates (skipped with --lm-epochs): the LM at the recipe's bs and at ours, the classifier
+    amp, work, results = None, Path(tempfile.mkdtemp()), {}  # amp None: bf16 autocast on CUDA
+    if args.lm_epochs is None:
+        amp, rates = measure_rates(args, cfg, preset, vocab, lm_train, lm_valid, parts, work)
+        results.update(rates)
+        train_rate, eval_rate = rates["clf_train_tokens_per_s"], rates["clf_eval_tokens_per_s"]
+        # stage costs in all-layers-epoch units: the head stage runs the encoder forward only
+        clf_seconds = (clf_train_tokens * (train_rate / eval_rate + 0.7 + 1) / train_rate
+                       + 3 * clf_test_tokens / eval_rate)
+        print(f"classifier bs {args.bs}: {train_rate:,.0f} training tokens/s (all layers), {eval_rate:,.0f} "
+              f"tokens/s evaluating -> estimate for stages (1, 1, 1) + 3 test passes: {clf_seconds:.0f}s")
+
+    # 2. the LM: --lm-epochs, or as many epochs as the time the classifier leaves allows, or part of one
+    if args.lm_epochs is None:
+        lm_seconds = deadline - Throughput._now() - 1.15 * clf_seconds - 15
+        if lm_seconds < 30:
+            raise SystemExit(f"only {lm_seconds:.0f}s left for the LM: give more --minutes")
+        order = np.random.default_rng(args.seed).permutation(len(lm_train))
+        budget_tokens = rates["lm_tokens_per_s"][cfg["bs"]] * lm_seconds / 1.05  # the valid pass
+        epochs = max(1, int(budget_tokens // n_tokens(lm_train)))
+        docs = lm_train if epochs > 1 else first_tokens([lm_train[i] for i in order], budget_tokens)
+        print(f"{lm_seconds:.0f}s left for the LM", end="; ")
+    else:
+        epochs, docs = args.lm_epochs, lm_train
+    print(f"LM: {epochs} epoch(s) of {len(docs):,} reviews ({n_tokens(docs):,} tokens, "
+          f"{n_tokens(docs) / n_tokens(lm_train):.0%} of the LM's training set), "
+          f"bs {cfg['bs']}, lr {cfg['lr']:g}")
+    learn = fit_lm(docs, lm_valid, vocab, cfg, epochs, args.seed, amp)
+    results["lm_valid_perplexity"] = float(np.exp(learn.history["valid_loss"].iloc[-1]))
+    print(f"LM valid perplexity {results['lm_valid_perplexity']:.1f} "
+          f"after {time.perf_counter() - start:.0f}s")
+    lm_file = save_encoder(work / "lm.pt", learn.model.encoder, vocab, learn.model.decoder)
+    del learn
+    torch.cuda.empty_cache()
+
+    # 3. fine-tuning from the LM (ULMFiT stages by default) and, with --scratch-epochs, from scratch
+    t = time.perf_counter()
+    _, stages = train_classifier(lm_file, clf, pretrained=True, seed=args.seed, lrs=args.lrs,
+                                 epochs=args.stages, factor=args.factor, bs=args.bs, show=True, amp=amp)
+    print(f"LM-initialised classifier fine-tuned in {time.perf_counter() - t:.0f}s")
+    for name, acc in stages:
+        print(f"test accuracy after stage '{name}': {acc:.4f}")
+    results["lm_init_stages"] = stages
+    if args.scratch_epochs:
+        t = time.perf_counter()
+        _, scratch = train_classifier(lm_file, clf, pretrained=False, seed=args.seed,
+                                      epochs=(0, 0, args.scratch_epochs), scratch_lr=args.scratch_lr,
+                                      bs=args.bs, show=True, amp=amp)
+        results["scratch"] = scratch[-1][1]
+        print(f"from scratch ({args.scratch_epochs} epochs at {args.scratch_lr:g}): test accuracy "
+              f"{scratch[-1][1]:.4f} in {time.perf_counter() - t:.0f}s")
+    print(f"total {time.perf_counter() - start:.0f}s of a {args.minutes * 60:.0f}s budget; "
+          f"LM-initialised test accuracy {stages[-1][1]:.4f} on {len(clf.test):,} reviews "
+          "(a time-boxed run; the full recipe's target is 0.945)")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+def measure_rates(args, cfg, preset, vocab, lm_train, lm_valid, parts, work):
+    """(amp, rates): LM training tokens/s at the recipe's bs and at `cfg`'s (bf16 autocast, or fp32 if
+    that fails), and the classifier's training (all layers) and evaluation tokens/s."""
+    from lessonlib.text.awd_lstm import save_encoder
+    from lessonlib.text.classifier import ClassificationDataset, ClassifierData, train_classifier
+    from lessonlib.text.lm import build_lm
+
+    lm_rates, amp = {}, None
     for bs in dict.fromkeys((preset["bs"], cfg["bs"])):
         timer = Throughput(lambda b: b[1].numel())
         probe = first_tokens(lm_train, 50 * bs * cfg["bptt"])  # ~50 batches, the first 15 not timed
@@ -157,54 +220,17 @@ def run(args) -> None:
         lm_rates[bs] = timer.rate
         print(f"LM bs {bs}: {timer.rate:,.0f} training tokens/s -> one epoch of the recipe's "
               f"{n_tokens(lm_train):,} tokens in {n_tokens(lm_train) / timer.rate:.0f}s")
-    work = Path(tempfile.mkdtemp())
-    probe_lm = save_encoder(work / "untrained.pt", build_lm("awd", len(vocab), cfg).encoder, vocab)
+    untrained = save_encoder(work / "untrained.pt", build_lm("awd", len(vocab), cfg).encoder, vocab)
     small = ClassifierData(vocab, [], [], ClassificationDataset(*subset(parts["train"], 40 * args.bs)),
                            ClassificationDataset(*subset(parts["test"], 40 * args.bs)))
     timer = Throughput(lambda b: int((b[0] != vocab.pad_id).sum()))
-    learn, _ = train_classifier(probe_lm, small, pretrained=False, seed=args.seed, epochs=(0, 0, 1),
+    learn, _ = train_classifier(untrained, small, pretrained=False, seed=args.seed, epochs=(0, 0, 1),
                                 bs=args.bs, show=False, callbacks=[timer], amp=amp)
     t = Throughput._now()
     learn.evaluate(learn.valid_dl)
     eval_rate = int(small.test.lengths.sum()) / (Throughput._now() - t)
-    train_rate = timer.rate
-    # stage costs in all-layers-epoch units: the head stage runs the encoder forward only
-    clf_seconds = (clf_train_tokens * (train_rate / eval_rate + 0.7 + 1) / train_rate
-                   + 3 * clf_test_tokens / eval_rate)
-    print(f"classifier bs {args.bs}: {train_rate:,.0f} training tokens/s (all layers), {eval_rate:,.0f} "
-          f"tokens/s evaluating -> estimate for stages (1, 1, 1) + 3 test passes: {clf_seconds:.0f}s")
-
-    # 2. the LM: as many epochs as the time left (less the classifier's) allows, or part of one
-    lm_seconds = deadline - Throughput._now() - 1.15 * clf_seconds - 15
-    if lm_seconds < 30:
-        raise SystemExit(f"only {lm_seconds:.0f}s left for the LM: give more --minutes")
-    order = np.random.default_rng(args.seed).permutation(len(lm_train))
-    budget_tokens = lm_rates[cfg["bs"]] * lm_seconds / 1.05  # the valid pass
-    epochs = max(1, int(budget_tokens // n_tokens(lm_train)))
-    docs = lm_train if epochs > 1 else first_tokens([lm_train[i] for i in order], budget_tokens)
-    print(f"LM: {lm_seconds:.0f}s left for it -> {epochs} epoch(s) of {len(docs):,} reviews "
-          f"({n_tokens(docs):,} tokens, {n_tokens(docs) / n_tokens(lm_train):.0%} of the LM's training set), "
-          f"bs {cfg['bs']}, lr {cfg['lr']:g}")
-    learn = fit_lm(docs, lm_valid, vocab, cfg, epochs, args.seed, amp)
-    print(f"LM valid perplexity {np.exp(learn.history['valid_loss'].iloc[-1]):.1f} "
-          f"after {time.perf_counter() - start:.0f}s")
-    lm_file = save_encoder(work / "lm.pt", learn.model.encoder, vocab, learn.model.decoder)
-    del learn
-    torch.cuda.empty_cache()
-
-    # 3. ULMFiT fine-tuning, one epoch per stage, on all labelled reviews; test accuracy after each stage
-    t = time.perf_counter()
-    _, stages = train_classifier(lm_file, clf, pretrained=True, seed=args.seed, lrs=(2e-2, 1e-2, 1e-3),
-                                 epochs=(1, 1, 1), bs=args.bs, show=True, amp=amp)
-    print(f"classifier fine-tuned in {time.perf_counter() - t:.0f}s (estimated {clf_seconds:.0f}s)")
-    for name, acc in stages:
-        print(f"test accuracy after stage '{name}': {acc:.4f}")
-    print(f"total {time.perf_counter() - start:.0f}s of a {args.minutes * 60:.0f}s budget; final test "
-          f"accuracy {stages[-1][1]:.4f} on {len(clf.test):,} reviews (a time-boxed run; the full recipe's "
-          "target is 0.945)")
-    if args.json:
-        args.json.write_text(json.dumps({"lm_tokens_per_s": lm_rates, "clf_train_tokens_per_s": train_rate,
-                                         "clf_eval_tokens_per_s": eval_rate, "stages": stages}, indent=1))
+    return amp, {"lm_tokens_per_s": lm_rates, "clf_train_tokens_per_s": timer.rate,
+                 "clf_eval_tokens_per_s": eval_rate}
 
 
 def first_tokens(docs, n: int) -> list:
@@ -217,6 +243,14 @@ def subset(part, n: int, seed: int = 0):
     ids, labels = part
     idx = np.random.default_rng(seed).permutation(len(ids))[:n]
     return [ids[i] for i in idx], labels[idx]
+
+
+def ints(text: str) -> tuple:
+    return tuple(int(v) for v in text.split(","))
+
+
+def floats(text: str) -> tuple:
+    return tuple(float(v) for v in text.split(","))
 
 
 def main():
@@ -234,6 +268,12 @@ def main():
     r.add_argument("--preset", default="full", choices=sorted(LM_PRESETS), help="LM sizes (sample: CPU try)")
     r.add_argument("--lm-valid-reviews", type=int, default=1000, help="held-out reviews for LM perplexity")
     r.add_argument("--bs", type=int, default=64, help="classifier batch size")
+    r.add_argument("--lm-epochs", type=int, default=None, help="train the LM this long (no rate probes)")
+    r.add_argument("--stages", type=ints, default=(1, 1, 1), help="epochs per ULMFiT stage: head,last,all")
+    r.add_argument("--lrs", type=floats, default=(2e-2, 1e-2, 1e-3), help="peak head LR per stage")
+    r.add_argument("--factor", type=float, default=2.6, help="discriminative LR factor (1: one LR)")
+    r.add_argument("--scratch-epochs", type=int, default=0, help="also train from scratch this long")
+    r.add_argument("--scratch-lr", type=float, default=5e-3)
     r.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args()
     export(args.out, args.size) if args.cmd == "export" else run(args)
