@@ -9,6 +9,7 @@ import torch
 from lessonlib.tabular.loader import TensorLoader
 from lessonlib.tabular.model import (
     TabularModel,
+    batch_exp_rmspe,
     emb_size_fastai2,
     emb_size_lesson,
     emb_sizes,
@@ -64,6 +65,19 @@ def test_model_rejects_wrong_inputs():
         TabularModel([5], 1, layers=(4, 4), ps=(0.1,))
     with pytest.raises(ValueError, match="categorical columns"):
         TabularModel([5], 2)(batch(cards=(5, 3)))
+
+
+def test_batch_exp_rmspe_averages_per_batch_rmspe_like_fastai_0_7():
+    y = torch.tensor([100.0, 100.0, 100.0, 200.0])
+    pred = torch.tensor([110.0, 100.0, 100.0, 100.0])  # errors 10%, 0, 0, 50%
+    got = batch_exp_rmspe(pred.log(), y.log(), batch_size=3)
+    expected = (3 * math.sqrt(0.01 / 3) + 1 * 0.5) / 4  # batches [0:3] and [3:4], weighted by size
+    assert got == pytest.approx(expected)
+    whole = exp_rmspe(pred.log(), y.log()).item()
+    assert got < whole  # one bad row weighs less when it is averaged per batch
+    assert batch_exp_rmspe(pred.log(), y.log(), batch_size=4) == pytest.approx(whole)
+    with pytest.raises(ValueError, match="batch_size"):
+        batch_exp_rmspe(pred.log(), y.log(), batch_size=0)
 
 
 def test_exp_rmspe_is_on_sales_not_logs():
