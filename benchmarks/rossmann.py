@@ -12,14 +12,13 @@ import argparse
 import os
 import time
 
-import numpy as np
 import torch
 from gemm import gemm_peak
 
 from lessonlib.data import rossmann
 from lessonlib.tabular import features
-from lessonlib.tabular.experiment import fit_sales_model
-from lessonlib.tabular.model import batch_exp_rmspe, exp_rmspe
+from lessonlib.tabular.experiment import fit_sales_model, lesson_style_rmspe
+from lessonlib.tabular.model import exp_rmspe
 
 
 def train_and_score(train, valid, args, label: str, n_seeds: int = 1) -> dict:
@@ -44,10 +43,7 @@ def train_and_score(train, valid, args, label: str, n_seeds: int = 1) -> dict:
             print(f"[{label}] seed {seed}: exp-RMSPE {run.rmspe:.4f} ({run.seconds:.0f}s)", flush=True)
     ensemble = torch.stack(preds).mean(0)
     rmspe = exp_rmspe(ensemble, targets).item()
-    # the lesson's figure: 256-row batches of the validation rows in train.csv's order (newest date first)
-    newest_first = -valid["Date"].to_numpy().astype("int64")
-    order = torch.from_numpy(np.lexsort((valid["Store"].to_numpy(), newest_first)))
-    lesson_style = batch_exp_rmspe(ensemble[order], targets[order], batch_size=256)
+    lesson_style = lesson_style_rmspe(ensemble, valid)
     return {"rmspe": rmspe, "lesson_style": lesson_style, "seconds": seconds,
             "rows_per_s": n_seeds * args.epochs * len(train) / seconds,
             "gflops": flops / seconds / 1e9}

@@ -3,10 +3,12 @@
 import math
 
 import numpy as np
+import pandas as pd
+import pytest
 from test_tabular_features import write_tables
 
 from lessonlib.tabular import features
-from lessonlib.tabular.experiment import fit_sales_model
+from lessonlib.tabular.experiment import fit_sales_model, lesson_style_rmspe
 
 
 def test_fit_sales_model_runs_and_scores(tmp_path):
@@ -20,3 +22,13 @@ def test_fit_sales_model_runs_and_scores(tmp_path):
     assert run.proc.categories["Store"] == [1, 2]
     preds, _ = run.learn.get_preds()
     assert np.isfinite(preds.numpy()).all()
+
+
+def test_lesson_style_rmspe_batches_rows_newest_date_first_then_by_store():
+    valid = pd.DataFrame({"Date": pd.to_datetime(["2014-08-01", "2014-08-02", "2014-08-01", "2014-08-02"]),
+                          "Store": [1, 1, 2, 2], "Sales": [100.0, 100.0, 100.0, 100.0]})
+    pred = np.log([150.0, 100.0, 150.0, 100.0])  # both 2014-08-01 rows are off by 50%
+    # file order (08-02, 1), (08-02, 2), (08-01, 1), (08-01, 2): batches of 2 are [0, 0] and [50%, 50%];
+    # in the given order they would be [50%, 0] twice (0.354)
+    assert lesson_style_rmspe(pred, valid, batch_size=2) == pytest.approx((0.0 + 0.5) / 2)
+    assert lesson_style_rmspe(pred, valid, batch_size=4) == pytest.approx(math.sqrt(0.5 / 4))
