@@ -81,6 +81,8 @@ def main():
     parser.add_argument("--ps", type=lambda s: tuple(float(v) for v in s.split(",")), default=(0.001, 0.01),
                         help="dropout after each hidden layer")
     parser.add_argument("--emb-drop", type=float, default=0.04)
+    parser.add_argument("--max-log-dev", type=float, default=0.7,
+                        help="drop training days this far from their median in log Sales (0: keep all)")
     parser.add_argument("--wd", type=float, default=0.01, help="AdamW weight decay")
     parser.add_argument("--amp", choices=["bf16"], default=None,
                         help="bf16 autocast (the FLOP rate is then also quoted against the bf16 peak)")
@@ -120,6 +122,11 @@ def main():
         runs.append(("forecast split", features.FORECAST_VALID, True))
     for label, window, forecast in runs:
         fit_rows, valid = features.split(rows, window, forecast=forecast)
+        if args.max_log_dev:
+            n = len(fit_rows)
+            fit_rows = features.drop_outliers(fit_rows, args.max_log_dev)
+            print(f"[{label}] dropped {n - len(fit_rows):,} training outlier days (log Sales more than "
+                  f"{args.max_log_dev} from their store x weekday x promo median)")
         if args.max_rows and len(fit_rows) > args.max_rows:
             fit_rows = fit_rows.sample(args.max_rows, random_state=args.seed)
         before = gemm_peak(peak_dtype(args))

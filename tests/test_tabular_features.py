@@ -159,3 +159,14 @@ def test_split_and_sales_rows(folder):
     assert len(fit) + len(valid) == len(rows) and fit["Date"].max() == pd.Timestamp("2015-07-31")
     fit, valid = F.split(rows, window, forecast=True)
     assert fit["Date"].max() < pd.Timestamp(window[0]) and valid["Date"].between(*window).all()
+
+
+def test_drop_outliers_removes_days_far_from_their_store_weekday_promo_median():
+    sales = [1000, 1100, 900, 1050, 400, 2000, 2100, 1900, 5000]  # 400 is 0.9 below its group in log
+    train = pd.DataFrame({"Store": [1] * 5 + [2] * 4, "DayOfWeek": 1, "Promo": [0] * 5 + [1] * 4,
+                          "Sales": sales})
+    kept = F.drop_outliers(train)
+    assert kept["Sales"].tolist() == [1000, 1100, 900, 1050, 2000, 2100, 1900]  # 5000: 0.9 above
+    assert len(F.drop_outliers(train, max_log_dev=1.0)) == len(train)
+    with pytest.raises(ValueError, match="positive"):
+        F.drop_outliers(train, max_log_dev=0)

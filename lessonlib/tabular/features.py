@@ -246,6 +246,17 @@ def sales_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df[(df["Open"] == 1) & (df["Sales"] > 0)]
 
 
+def drop_outliers(train: pd.DataFrame, max_log_dev: float = 0.7) -> pd.DataFrame:
+    """Training rows without the days whose log(Sales) is more than `max_log_dev` away from the median
+    of the same store, day of week and Promo (0.7: a factor of 2 either way), e.g. a store open for
+    part of a day around a refurbishment. Apply to training rows only; validation stays untouched."""
+    if max_log_dev <= 0:
+        raise ValueError(f"max_log_dev must be positive, got {max_log_dev}")
+    log_sales = np.log(train["Sales"])
+    median = log_sales.groupby([train["Store"], train["DayOfWeek"], train["Promo"]]).transform("median")
+    return train[(log_sales - median).abs() <= max_log_dev]
+
+
 def split(df: pd.DataFrame, window, forecast: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, valid): valid is the dates in `window` (inclusive); train is every other date, or with
     `forecast` only the dates before the window (nothing from the future)."""
