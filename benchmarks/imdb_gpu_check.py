@@ -10,9 +10,9 @@ Two steps, so the GPU machine needs neither spaCy nor the dataset:
     python benchmarks/imdb_gpu_check.py run imdb_ids.npz --minutes 8        # train within the budget
 
 `run` first measures the LM's and the classifier's tokens/s on a few batches, reserves the time the
-classifier's three stages (1 epoch each) and their test passes need, and gives the LM what is left:
-as many LM epochs as fit, or one pass over as many (seeded) reviews as fit. `export --size sample`
-and `run --preset sample` try the same code on a CPU.
+classifier's stages (`--stages`, one epoch each by default) and their test passes need, and gives the
+LM what is left: as many LM epochs as fit, or one pass over as many (seeded) reviews as fit.
+`export --size sample` and `run --preset sample` try the same code on a CPU.
 """
 
 import argparse
@@ -116,7 +116,8 @@ def fit_lm(docs, valid_docs, vocab, cfg, epochs, seed, amp, callbacks=()):
     return train_lm(data, "awd", cfg, seed=seed, epochs=epochs, amp=amp, callbacks=callbacks)
 
 
-def run(args) -> None:
+def run(args, work: Path) -> None:
+    """The time-boxed pipeline; `work` holds the saved encoders."""
     from lessonlib.core import seed_everything
     from lessonlib.text.awd_lstm import save_encoder
     from lessonlib.text.classifier import ClassificationDataset, ClassifierData, train_classifier
@@ -141,16 +142,20 @@ def run(args) -> None:
           f"train / {len(clf.test):,} test reviews ({clf_train_tokens:,} / {clf_test_tokens:,} tokens)")
 
     # 1. measured rates (skipped with --lm-epochs): the LM at the recipe's bs and at ours, the classifier
-    amp, work, results = None, Path(tempfile.mkdtemp()), {}  # amp None: bf16 autocast on CUDA
+    amp, results = None, {}  # amp None: bf16 autocast on CUDA
     if args.lm_epochs is None:
         amp, rates = measure_rates(args, cfg, preset, vocab, lm_train, lm_valid, parts, work)
         results.update(rates)
         train_rate, eval_rate = rates["clf_train_tokens_per_s"], rates["clf_eval_tokens_per_s"]
-        # stage costs in all-layers-epoch units: the head stage runs the encoder forward only
-        clf_seconds = (clf_train_tokens * (train_rate / eval_rate + 0.7 + 1) / train_rate
-                       + 3 * clf_test_tokens / eval_rate)
+        # epochs in all-layers units (a head-only epoch runs the encoder forward only); each LM-initialised
+        # epoch ends with a test pass, the from-scratch run with one
+        head, last, every = args.stages
+        units = head * train_rate / eval_rate + 0.7 * last + every + args.scratch_epochs
+        test_passes = head + last + every + (1 if args.scratch_epochs else 0)
+        clf_seconds = clf_train_tokens * units / train_rate + test_passes * clf_test_tokens / eval_rate
         print(f"classifier bs {args.bs}: {train_rate:,.0f} training tokens/s (all layers), {eval_rate:,.0f} "
-              f"tokens/s evaluating -> estimate for stages (1, 1, 1) + 3 test passes: {clf_seconds:.0f}s")
+              f"tokens/s evaluating -> estimate for stages {args.stages}, {args.scratch_epochs} scratch "
+              f"epochs and {test_passes} test passes: {clf_seconds:.0f}s")
 
     # 2. the LM: --lm-epochs, or as many epochs as the time the classifier leaves allows, or part of one
     if args.lm_epochs is None:
@@ -276,7 +281,11 @@ def main():
     r.add_argument("--scratch-lr", type=float, default=5e-3)
     r.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args()
-    export(args.out, args.size) if args.cmd == "export" else run(args)
+    if args.cmd == "export":
+        export(args.out, args.size)
+    else:
+        with tempfile.TemporaryDirectory() as work:
+            run(args, Path(work))
 
 if __name__ == "__main__":
     main()
