@@ -47,29 +47,41 @@ def estimate(cfg: dict, train_tokens: int, test_tokens: int, achieved_tflops: fl
 
 
 class TrainTimer:
-    """Callback: training tokens (non-padding) and seconds of the training part of each epoch."""
+    """Callback: tokens (`count(batch)`) and seconds of the training part of each epoch, leaving out the
+    first `warmup` training batches of the run (CUDA-synchronised); `rate` is tokens/s."""
 
-    def __init__(self, pad_id: int):
-        self.pad_id, self.tokens, self.seconds, self.start = pad_id, 0, 0.0, None
+    def __init__(self, count, warmup: int = 0):
+        self.count, self.warmup = count, warmup
+        self.seen, self.tokens, self.seconds, self.start = 0, 0, 0.0, None
 
-    def _sync(self):
+    @staticmethod
+    def now() -> float:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
+        return time.perf_counter()
 
     def before_epoch(self, learn):
-        self._sync()
-        self.start = time.perf_counter()
+        self.start = self.now() if self.seen >= self.warmup else None
 
     def before_batch(self, learn, batch):
         if learn.training:
-            self.tokens += int((batch[0] != self.pad_id).sum())
+            self.seen += 1
+            if self.start is None and self.seen == self.warmup + 1:
+                self.start = self.now()
+            if self.seen > self.warmup:
+                self.tokens += self.count(batch)
         return batch
 
     def before_validate(self, learn):
         if self.start is not None:
-            self._sync()
-            self.seconds += time.perf_counter() - self.start
+            self.seconds += self.now() - self.start
             self.start = None
+
+    after_fit = before_validate  # a fit without validation ends its last epoch here
+
+    @property
+    def rate(self) -> float:
+        return self.tokens / max(self.seconds, 1e-9)
 
 
 def subset(ds, n: int, seed: int):
@@ -118,7 +130,7 @@ def main():
         epochs = (0, 0, 1)
         data.train = subset(data.train, args.check * args.bs * world, args.seed)
         data.test = subset(data.test, 4 * args.bs * world, args.seed)
-    timer = TrainTimer(vocab.pad_id)
+    timer = TrainTimer(lambda batch: int((batch[0] != vocab.pad_id).sum()))
     learn, stages = train_classifier(lm_file, data, pretrained=True, seed=args.seed, lrs=lrs, epochs=epochs,
                                      bs=args.bs, show=main_proc, max_len=args.max_len, callbacks=[timer])
     if main_proc:

@@ -26,6 +26,7 @@ os.environ.setdefault("LESSONLIB_PROGRESS", "0")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from imdb_full import TrainTimer, subset  # noqa: E402  (a sibling script: benchmarks/ is on sys.path)
 
 from lessonlib.text.lm import LM_PRESETS  # noqa: E402
 
@@ -72,38 +73,6 @@ def load(path: Path):
     return vocab, parts, blob["lm_train"], blob["lm_valid"]
 
 
-class Throughput:
-    """Callback: tokens and seconds of training batches after the first `warmup` (CUDA-synchronised)."""
-
-    def __init__(self, count, warmup: int = 15):
-        self.count, self.warmup = count, warmup
-        self.seen, self.tokens, self.seconds, self.start = 0, 0, 0.0, None
-
-    @staticmethod
-    def _now():
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        return time.perf_counter()
-
-    def before_batch(self, learn, batch):
-        if learn.training:
-            self.seen += 1
-            if self.seen == self.warmup + 1:
-                self.start = self._now()
-            if self.seen > self.warmup:
-                self.tokens += self.count(batch)
-        return batch
-
-    def before_validate(self, learn):
-        if self.start is not None:
-            self.seconds += self._now() - self.start
-            self.start = None
-
-    @property
-    def rate(self) -> float:
-        return self.tokens / max(self.seconds, 1e-9)
-
-
 def n_tokens(docs) -> int:
     return int(sum(len(d) for d in docs))
 
@@ -144,7 +113,7 @@ def run(args, work: Path) -> None:
     # 1. measured rates (skipped with --lm-epochs): the LM at the recipe's bs and at ours, the classifier
     amp, results = None, {}  # amp None: bf16 autocast on CUDA
     if args.lm_epochs is None:
-        amp, rates = measure_rates(args, cfg, preset, vocab, lm_train, lm_valid, parts, work)
+        amp, rates = measure_rates(args, cfg, preset, vocab, lm_train, lm_valid, clf, work)
         results.update(rates)
         train_rate, eval_rate = rates["clf_train_tokens_per_s"], rates["clf_eval_tokens_per_s"]
         # epochs in all-layers units (a head-only epoch runs the encoder forward only); each LM-initialised
@@ -159,7 +128,7 @@ def run(args, work: Path) -> None:
 
     # 2. the LM: --lm-epochs, or as many epochs as the time the classifier leaves allows, or part of one
     if args.lm_epochs is None:
-        lm_seconds = deadline - Throughput._now() - 1.15 * clf_seconds - 15
+        lm_seconds = deadline - TrainTimer.now() - 1.15 * clf_seconds - 15
         if lm_seconds < 30:
             raise SystemExit(f"only {lm_seconds:.0f}s left for the LM: give more --minutes")
         order = np.random.default_rng(args.seed).permutation(len(lm_train))
@@ -203,16 +172,16 @@ def run(args, work: Path) -> None:
         args.json.write_text(json.dumps(results, indent=1))
 
 
-def measure_rates(args, cfg, preset, vocab, lm_train, lm_valid, parts, work):
+def measure_rates(args, cfg, preset, vocab, lm_train, lm_valid, clf, work):
     """(amp, rates): LM training tokens/s at the recipe's bs and at `cfg`'s (bf16 autocast, or fp32 if
     that fails), and the classifier's training (all layers) and evaluation tokens/s."""
     from lessonlib.text.awd_lstm import save_encoder
-    from lessonlib.text.classifier import ClassificationDataset, ClassifierData, train_classifier
+    from lessonlib.text.classifier import ClassifierData, train_classifier
     from lessonlib.text.lm import build_lm
 
     lm_rates, amp = {}, None
     for bs in dict.fromkeys((preset["bs"], cfg["bs"])):
-        timer = Throughput(lambda b: b[1].numel())
+        timer = TrainTimer(lambda b: b[1].numel(), warmup=15)
         probe = first_tokens(lm_train, 50 * bs * cfg["bptt"])  # ~50 batches, the first 15 not timed
         try:
             fit_lm(probe, lm_valid[:20], vocab, {**cfg, "bs": bs}, 1, args.seed, amp, [timer])
@@ -220,20 +189,20 @@ def measure_rates(args, cfg, preset, vocab, lm_train, lm_valid, parts, work):
             if amp is False:
                 raise
             print(f"bf16 autocast failed ({e}); going on in fp32")
-            amp, timer = False, Throughput(lambda b: b[1].numel())
+            amp, timer = False, TrainTimer(lambda b: b[1].numel(), warmup=15)
             fit_lm(probe, lm_valid[:20], vocab, {**cfg, "bs": bs}, 1, args.seed, amp, [timer])
         lm_rates[bs] = timer.rate
         print(f"LM bs {bs}: {timer.rate:,.0f} training tokens/s -> one epoch of the recipe's "
               f"{n_tokens(lm_train):,} tokens in {n_tokens(lm_train) / timer.rate:.0f}s")
     untrained = save_encoder(work / "untrained.pt", build_lm("awd", len(vocab), cfg).encoder, vocab)
-    small = ClassifierData(vocab, [], [], ClassificationDataset(*subset(parts["train"], 40 * args.bs)),
-                           ClassificationDataset(*subset(parts["test"], 40 * args.bs)))
-    timer = Throughput(lambda b: int((b[0] != vocab.pad_id).sum()))
+    small = ClassifierData(vocab, [], [], subset(clf.train, 40 * args.bs, seed=0),
+                           subset(clf.test, 40 * args.bs, seed=0))
+    timer = TrainTimer(lambda b: int((b[0] != vocab.pad_id).sum()), warmup=15)
     learn, _ = train_classifier(untrained, small, pretrained=False, seed=args.seed, epochs=(0, 0, 1),
                                 bs=args.bs, show=False, callbacks=[timer], amp=amp)
-    t = Throughput._now()
+    t = TrainTimer.now()
     learn.evaluate(learn.valid_dl)
-    eval_rate = int(small.test.lengths.sum()) / (Throughput._now() - t)
+    eval_rate = int(small.test.lengths.sum()) / (TrainTimer.now() - t)
     return amp, {"lm_tokens_per_s": lm_rates, "clf_train_tokens_per_s": timer.rate,
                  "clf_eval_tokens_per_s": eval_rate}
 
@@ -241,13 +210,6 @@ def measure_rates(args, cfg, preset, vocab, lm_train, lm_valid, parts, work):
 def first_tokens(docs, n: int) -> list:
     """The first reviews of `docs` holding at least `n` tokens (all of them if they hold fewer)."""
     return docs[: int(np.searchsorted(np.cumsum([len(d) for d in docs]), n)) + 1]
-
-
-def subset(part, n: int, seed: int = 0):
-    """n (ids, labels) of a part, drawn at random."""
-    ids, labels = part
-    idx = np.random.default_rng(seed).permutation(len(ids))[:n]
-    return [ids[i] for i in idx], labels[idx]
 
 
 def ints(text: str) -> tuple:

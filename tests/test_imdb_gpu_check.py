@@ -1,5 +1,6 @@
 """benchmarks/imdb_gpu_check.py: the exported ids load back to exactly what lm_data and
-imdb_classifier_data would build (same LM split, vocabulary, ids, labels), and the timer counts right."""
+imdb_classifier_data would build (same LM split, vocabulary, ids, labels), and imdb_full's TrainTimer
+(which it uses) counts right."""
 
 import importlib.util
 from pathlib import Path
@@ -12,7 +13,8 @@ SCRIPT = Path(__file__).parents[1] / "benchmarks" / "imdb_gpu_check.py"
 
 
 @pytest.fixture
-def check():
+def check(monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # it imports its sibling imdb_full, as when run
     spec = importlib.util.spec_from_file_location("imdb_gpu_check", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -51,15 +53,18 @@ def test_export_then_load_gives_the_notebooks_split_vocab_ids_and_labels(check, 
         assert np.array_equal(labels, df["label"].to_numpy())
 
 
-def test_first_tokens_and_throughput_timer(check):
+def test_first_tokens_and_the_timer_skips_warm_up_batches(check):
     docs = [np.arange(n) for n in (5, 5, 5)]
     assert len(check.first_tokens(docs, 6)) == 2 and len(check.first_tokens(docs, 100)) == 3
-    timer = check.Throughput(lambda b: len(b), warmup=1)
+    timer = check.TrainTimer(lambda b: len(b), warmup=1)
 
     class Learn:
         training = True
 
-    for batch in ([1], [1, 2], [1, 2, 3]):
-        timer.before_batch(Learn, batch)
-    timer.before_validate(Learn)
-    assert timer.tokens == 5 and timer.seconds > 0  # the first (warm-up) batch is not counted
+    for epoch in range(2):
+        timer.before_epoch(Learn)
+        for batch in ([1], [1, 2], [1, 2, 3]):
+            timer.before_batch(Learn, batch)
+        timer.before_validate(Learn) if epoch == 0 else timer.after_fit(Learn)
+    assert timer.tokens == 5 + 6 and timer.seconds > 0  # only the run's first batch is warm-up
+    assert timer.start is None and timer.rate == timer.tokens / timer.seconds
