@@ -5,10 +5,13 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from test_tabular_features import write_tables
 
 from lessonlib.tabular import features
 from lessonlib.tabular.experiment import fit_sales_model, lesson_style_rmspe
+from lessonlib.tabular.loader import frame_loader
+from lessonlib.tabular.model import exp_rmspe, rmspe_log_scale
 
 
 def test_fit_sales_model_runs_and_scores(tmp_path):
@@ -22,6 +25,23 @@ def test_fit_sales_model_runs_and_scores(tmp_path):
     assert run.proc.categories["Store"] == [1, 2]
     preds, _ = run.learn.get_preds()
     assert np.isfinite(preds.numpy()).all()
+
+
+def test_fit_sales_model_fits_the_rmspe_scale_on_training_rows_only(tmp_path):
+    train, _ = features.build(write_tables(tmp_path))
+    fit, valid = features.split(features.sales_rows(train), ("2015-07-29", "2015-07-31"))
+    kw = dict(epochs=2, lr=1e-2, batch_size=4, layers=(8,), ps=(0.0,), show=False, device="cpu", seed=3)
+    cats, conts = ["Store", "DayOfWeek"], ["trend", "Promo"]
+    plain = fit_sales_model(fit, valid, cats, conts, rmspe_scale=False, **kw)
+    scaled = fit_sales_model(fit, valid, cats, conts, **kw)
+    assert plain.learn.model.log_scale.item() == 0.0
+    shift = scaled.learn.model.log_scale.item()
+    train_dl = frame_loader(plain.proc, fit, batch_size=64)
+    assert shift == pytest.approx(rmspe_log_scale(*plain.learn.get_preds(train_dl)), abs=1e-6)
+    valid_plain, targ = plain.learn.get_preds()
+    valid_scaled, _ = scaled.learn.get_preds()
+    torch.testing.assert_close(valid_scaled, valid_plain + shift)  # same seed, same network, shifted
+    assert scaled.rmspe == pytest.approx(exp_rmspe(valid_scaled, targ).item())
 
 
 def test_lesson_style_rmspe_batches_rows_newest_date_first_then_by_store():

@@ -164,9 +164,69 @@ def test_split_and_sales_rows(folder):
 def test_drop_outliers_removes_days_far_from_their_store_weekday_promo_median():
     sales = [1000, 1100, 900, 1050, 400, 2000, 2100, 1900, 5000]  # 400 is 0.9 below its group in log
     train = pd.DataFrame({"Store": [1] * 5 + [2] * 4, "DayOfWeek": 1, "Promo": [0] * 5 + [1] * 4,
-                          "Sales": sales})
+                          "Sales": sales, "AfterLongClosure": 30, "BeforeLongClosure": 30})
     kept = F.drop_outliers(train)
     assert kept["Sales"].tolist() == [1000, 1100, 900, 1050, 2000, 2100, 1900]  # 5000: 0.9 above
     assert len(F.drop_outliers(train, max_log_dev=1.0)) == len(train)
     with pytest.raises(ValueError, match="positive"):
         F.drop_outliers(train, max_log_dev=0)
+    train.loc[8, "AfterLongClosure"] = 3  # the 5000 is the third day after a refurbishment
+    assert F.drop_outliers(train)["Sales"].tolist()[-1] == 5000
+    assert F.drop_outliers(train, near_closure=2)["Sales"].tolist()[-1] == 1900
+    with pytest.raises(KeyError, match="add_closure_features"):
+        F.drop_outliers(train.drop(columns="BeforeLongClosure"))
+    assert len(F.drop_outliers(train.drop(columns="BeforeLongClosure"), near_closure=0)) == 7
+
+
+def test_closure_features_by_hand():
+    # store 1: open 2 days, closed 5 (a long closure), open 3, closed 2 (short), open 1;
+    # store 2: closed 3 days, a missing day, closed 2 more: the gap breaks the run, so no long closure.
+    opens = [1, 1, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 1]
+    dates = list(pd.date_range("2015-03-01", periods=len(opens)))
+    days2 = [d for i, d in enumerate(pd.date_range("2015-03-01", periods=8)) if i != 3]
+    df = pd.DataFrame({"Store": [1] * len(opens) + [2] * len(days2), "Date": dates + days2,
+                       "Open": opens + [0, 0, 0, 0, 0, 1, 1]})
+    out = F.add_closure_features(df.iloc[::-1], min_days=5, cap=9).sort_index()  # any row order
+    one, two = out[out["Store"] == 1], out[out["Store"] == 2]
+    assert one["BeforeLongClosure"].tolist() == [2, 1, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9]
+    assert one["AfterLongClosure"].tolist() == [9, 9, 9, 9, 9, 9, 9, 1, 2, 3, 4, 5, 6]
+    assert (two[["AfterLongClosure", "BeforeLongClosure"]] == 9).all().all()
+    # with min_days=3 (the default) store 2's first three days are a long closure; the two after the gap
+    # are not
+    assert F.add_closure_features(df)["AfterLongClosure"].iloc[-2:].tolist() == [4, 5]
+    df.loc[0, "Open"] = np.nan  # a missing Open counts as open
+    assert F.add_closure_features(df, cap=9)["BeforeLongClosure"].iloc[0] == 2
+
+
+def test_closure_features_match_a_slow_loop():
+    rng = np.random.default_rng(0)
+    rows = []
+    for store in (1, 2, 3):
+        day, dates = pd.Timestamp("2015-01-01"), []
+        while len(dates) < 80:
+            day += pd.Timedelta(days=1 + (rng.random() < 0.05))  # now and then a missing day
+            dates.append(day)
+        closed = np.zeros(80, bool)
+        for start in rng.integers(0, 75, 4):
+            closed[start:start + rng.integers(1, 9)] = True
+        rows += [(store, d, int(not c)) for d, c in zip(dates, closed, strict=True)]
+    df = pd.DataFrame(rows, columns=["Store", "Date", "Open"])
+    out = F.add_closure_features(df, min_days=5, cap=30)
+    for _, g in df.groupby("Store"):
+        dates, closed = list(g["Date"]), list(g["Open"] == 0)
+        in_long = [False] * len(g)
+        i = 0
+        while i < len(g):  # mark runs of >= 5 closed, consecutive calendar days
+            j = i
+            while j + 1 < len(g) and closed[i] and closed[j + 1] and (dates[j + 1] - dates[j]).days == 1:
+                j += 1
+            if closed[i] and j - i + 1 >= 5:
+                in_long[i:j + 1] = [True] * (j - i + 1)
+            i = j + 1
+        for k, idx in enumerate(g.index):
+            past = [(dates[k] - dates[m]).days for m in range(k) if in_long[m]]
+            future = [(dates[m] - dates[k]).days for m in range(k + 1, len(g)) if in_long[m]]
+            want_after = 30 if in_long[k] or not past else min(min(past), 30)
+            want_before = 30 if in_long[k] or not future else min(min(future), 30)
+            assert out.loc[idx, "AfterLongClosure"] == want_after
+            assert out.loc[idx, "BeforeLongClosure"] == want_before

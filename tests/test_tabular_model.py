@@ -15,6 +15,7 @@ from lessonlib.tabular.model import (
     emb_sizes,
     embedding_weights,
     exp_rmspe,
+    rmspe_log_scale,
     y_range_for,
 )
 
@@ -127,3 +128,25 @@ def test_embedding_weights_leave_out_the_unknown_row():
     assert weights.shape == (2, model.embeds[1].weight.shape[1]) and weights.dtype == np.float64
     np.testing.assert_array_equal(weights, model.embeds[1].weight.detach().numpy()[1:])
 
+
+
+def test_rmspe_log_scale_is_the_rmspe_optimal_factor():
+    targ = torch.log(torch.tensor([100.0, 100.0, 200.0]))
+    assert rmspe_log_scale(targ, targ) == pytest.approx(0.0, abs=1e-12)  # exact predictions: c = 1
+    pred = targ + torch.log(torch.tensor([2.0, 0.5, 1.0]))  # r = 2, 0.5, 1
+    shift = rmspe_log_scale(pred, targ)
+    assert math.exp(shift) == pytest.approx(3.5 / 5.25)  # sum(r) / sum(r^2)
+    best = exp_rmspe(pred + shift, targ)
+    for other in (shift - 0.01, shift + 0.01, 0.0):
+        assert best < exp_rmspe(pred + other, targ)
+
+
+def test_log_scale_shifts_the_output_and_is_saved():
+    model = TabularModel([5, 3], 2, layers=(8,), ps=(0.0,), y_range=(0.0, 12.0), y_init=8.5).eval()
+    x = batch()
+    before = model(x)
+    model.log_scale.fill_(-0.25)
+    torch.testing.assert_close(model(x), before - 0.25)
+    again = TabularModel([5, 3], 2, layers=(8,), ps=(0.0,), y_range=(0.0, 12.0)).eval()
+    again.load_state_dict(model.state_dict())
+    assert again.log_scale.item() == -0.25

@@ -11,7 +11,14 @@ import torch.nn.functional as F
 from lessonlib.core import seed_everything
 from lessonlib.learner import Learner
 from lessonlib.tabular.loader import frame_loader
-from lessonlib.tabular.model import TabularModel, batch_exp_rmspe, emb_sizes, exp_rmspe, y_range_for
+from lessonlib.tabular.model import (
+    TabularModel,
+    batch_exp_rmspe,
+    emb_sizes,
+    exp_rmspe,
+    rmspe_log_scale,
+    y_range_for,
+)
 from lessonlib.tabular.preprocess import TabularProcessor
 
 
@@ -27,9 +34,11 @@ def fit_sales_model(train: pd.DataFrame, valid: pd.DataFrame, cat_names, cont_na
                     lr: float, batch_size: int = 512, layers=(1000, 500), ps=(0.001, 0.01),
                     emb_drop: float = 0.04, size_rule="lesson", one_hot: bool = False, seed: int = 42,
                     proc: TabularProcessor | None = None, show: bool = True, device=None, amp=None,
-                    wd: float = 0.01) -> Run:
+                    wd: float = 0.01, rmspe_scale: bool = True) -> Run:
     """Fit the processing on `train` (unless a fitted `proc` is given), train the network on log(Sales)
-    with MSE and the one-cycle schedule, and score exp-RMSPE on `valid`. `amp` and `wd` (AdamW's
+    with MSE and the one-cycle schedule, and score exp-RMSPE on `valid`. With `rmspe_scale` the trained
+    model's output is then shifted by `rmspe_log_scale` of its predictions on the training rows (the
+    RMSPE-optimal factor on Sales, fitted without looking at `valid`). `amp` and `wd` (AdamW's
     decoupled weight decay) go to the Learner."""
     seed_everything(seed)
     proc = proc or TabularProcessor(cat_names, cont_names).fit(train)
@@ -42,6 +51,8 @@ def fit_sales_model(train: pd.DataFrame, valid: pd.DataFrame, cat_names, cont_na
                          one_hot=one_hot)
     learn = Learner(model, train_dl, valid_dl, F.mse_loss, device=device, amp=amp, wd=wd)
     learn.fit(epochs, lr, show=show)
+    if rmspe_scale:
+        model.log_scale.fill_(rmspe_log_scale(*learn.get_preds(frame_loader(proc, train, batch_size=8192))))
     preds, targets = learn.get_preds(valid_dl)
     return Run(learn, proc, exp_rmspe(preds, targets).item(), float(learn.history["seconds"].sum()))
 

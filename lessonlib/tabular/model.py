@@ -1,11 +1,14 @@
 """Entity-embedding network for tables, embedding-size rules and the exp-RMSPE metric."""
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from lessonlib.onednn_linear import OneDNNLinear
+from lessonlib.small_p_dropout import SmallPDropout
 
 
 def emb_size_lesson(n_codes: int) -> int:
@@ -30,10 +33,15 @@ def emb_sizes(cardinalities, rule="lesson") -> list:
 class TabularModel(nn.Module):
     """Embeddings for the categories + batch-normed continuous inputs -> Linear-ReLU-BN-Dropout blocks ->
     Linear, squashed by a sigmoid into `y_range` when given. The Linear layers are `OneDNNLinear`
-    (nn.Linear, with fp32 CPU matmuls about twice as fast on AMD processors).
+    (nn.Linear, with fp32 CPU matmuls about twice as fast on AMD processors) and the dropouts
+    `SmallPDropout` (nn.Dropout's distribution, drawing only the positions it drops).
 
     `y_init` (e.g. the mean training target) starts the output there: the head's bias is set to give
     it and its weights start small, so the first epoch is not spent undoing a random offset.
+
+    `log_scale` (a buffer, 0 until set) is added to every output: `fit_sales_model` sets it after training
+    to `rmspe_log_scale` of the training rows, which multiplies the predicted Sales by the factor that
+    minimises their RMSPE.
 
     With `one_hot=True` each category is fed as a one-hot vector instead (a frozen identity
     "embedding" whose width is the number of codes), so the same network can be compared without
@@ -59,7 +67,7 @@ class TabularModel(nn.Module):
                 emb.weight.data.copy_(torch.eye(c))
                 emb.weight.requires_grad_(False)
         self.one_hot = one_hot
-        self.emb_drop = nn.Dropout(0.0 if one_hot else emb_drop)
+        self.emb_drop = SmallPDropout(0.0 if one_hot else emb_drop)
         self.bn_cont = nn.BatchNorm1d(n_cont) if n_cont else None
         self.n_cont = n_cont
         blocks, width = [], sum(sizes) + n_cont
@@ -67,11 +75,12 @@ class TabularModel(nn.Module):
             blocks += [OneDNNLinear(width, out), nn.ReLU()]
             if use_bn:
                 blocks.append(nn.BatchNorm1d(out))
-            blocks.append(nn.Dropout(p))
+            blocks.append(SmallPDropout(p))
             width = out
         self.layers = nn.Sequential(*blocks)
         self.head = OneDNNLinear(width, 1)
         self.y_range = None if y_range is None else tuple(float(v) for v in y_range)
+        self.register_buffer("log_scale", torch.zeros(()))
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
@@ -103,7 +112,7 @@ class TabularModel(nn.Module):
         if self.y_range is not None:
             lo, hi = self.y_range
             out = lo + (hi - lo) * torch.sigmoid(out)
-        return out
+        return out + self.log_scale
 
     def matmul_flops(self, batch_rows: int, backward: bool = True) -> float:
         """Multiply-add FLOPs of the Linear layers for `batch_rows` rows (x3 with the backward pass)."""
@@ -129,6 +138,15 @@ def exp_rmspe(pred_log: torch.Tensor, targ_log: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"prediction shape {tuple(pred_log.shape)} != target shape {tuple(targ_log.shape)}")
     y, y_hat = torch.exp(targ_log), torch.exp(pred_log)
     return torch.sqrt(torch.mean(((y - y_hat) / y) ** 2))
+
+
+def rmspe_log_scale(pred_log, targ_log) -> float:
+    """log(c) for the factor c that gives the lowest RMSPE when the predicted Sales are multiplied by it:
+    with r = y_hat / y, mean((1 - c r) ** 2) is least at c = sum(r) / sum(r ** 2). MSE on logs aims at
+    the typical value, but RMSPE punishes a prediction twice too high (error 1.0) more than one half too
+    low (0.5), so for a model that is not exact c comes out a little below 1."""
+    r = torch.exp(torch.as_tensor(pred_log).double() - torch.as_tensor(targ_log).double())
+    return math.log((r.sum() / (r ** 2).sum()).item())
 
 
 def batch_exp_rmspe(pred_log, targ_log, batch_size: int = 256) -> float:
