@@ -139,6 +139,7 @@ def test_rmspe_log_scale_is_the_rmspe_optimal_factor():
     best = exp_rmspe(pred + shift, targ)
     for other in (shift - 0.01, shift + 0.01, 0.0):
         assert best < exp_rmspe(pred + other, targ)
+    assert rmspe_log_scale(pred.numpy().tolist(), targ.numpy()) == pytest.approx(shift)  # any array-like
 
 
 def test_log_scale_shifts_the_output_and_is_saved():

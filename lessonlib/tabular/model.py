@@ -145,7 +145,9 @@ def rmspe_log_scale(pred_log, targ_log) -> float:
     with r = y_hat / y, mean((1 - c r) ** 2) is least at c = sum(r) / sum(r ** 2). MSE on logs aims at
     the typical value, but RMSPE punishes a prediction twice too high (error 1.0) more than one half too
     low (0.5), so for a model that is not exact c comes out a little below 1."""
-    r = torch.exp(torch.as_tensor(pred_log).double() - torch.as_tensor(targ_log).double())
+    pred_log, targ_log = (v.detach().double().cpu() if isinstance(v, torch.Tensor)
+                          else torch.tensor(np.asarray(v, dtype=np.float64)) for v in (pred_log, targ_log))
+    r = torch.exp(pred_log - targ_log)
     return math.log((r.sum() / (r ** 2).sum()).item())
 
 
