@@ -83,8 +83,8 @@ def main():
                         help="dropout after each hidden layer")
     parser.add_argument("--emb-drop", type=float, default=0.04)
     parser.add_argument("--max-log-dev", type=float, default=0.7,
-                        help="drop training days this far from their median in log Sales, except near long "
-                             "closures (0: keep all)")
+                        help="drop training days this far from their median in log Sales (reopening "
+                             "days after a long closure: 1.4); 0 keeps all")
     parser.add_argument("--wd", type=float, default=0.01, help="AdamW weight decay")
     parser.add_argument("--amp", choices=["bf16"], default=None,
                         help="bf16 autocast (the FLOP rate is then also quoted against the bf16 peak)")
@@ -128,8 +128,8 @@ def main():
             n = len(fit_rows)
             fit_rows = features.drop_outliers(fit_rows, args.max_log_dev)
             print(f"[{label}] dropped {n - len(fit_rows):,} training outlier days (log Sales more than "
-                  f"{args.max_log_dev} from their store x weekday x promo median, not within 14 days of a "
-                  f"long closure)")
+                  f"{args.max_log_dev} from their store x weekday x promo median; up to 1.4 in the 14 days "
+                  f"after a long closure)")
         if args.max_rows and len(fit_rows) > args.max_rows:
             fit_rows = fit_rows.sample(args.max_rows, random_state=args.seed)
         before = gemm_peak(peak_dtype(args))

@@ -172,10 +172,13 @@ def test_drop_outliers_removes_days_far_from_their_store_weekday_promo_median():
         F.drop_outliers(train, max_log_dev=0)
     train.loc[8, "AfterLongClosure"] = 3  # the 5000 is the third day after a refurbishment
     assert F.drop_outliers(train)["Sales"].tolist()[-1] == 5000
-    assert F.drop_outliers(train, near_closure=2)["Sales"].tolist()[-1] == 1900
+    assert F.drop_outliers(train, after_closure=2)["Sales"].tolist()[-1] == 1900
+    assert F.drop_outliers(train, closure_max_log_dev=0.8)["Sales"].tolist()[-1] == 1900  # 0.9 > 0.8
+    before = train.assign(AfterLongClosure=30, BeforeLongClosure=3)  # before a closure: no allowance
+    assert F.drop_outliers(before)["Sales"].tolist()[-1] == 1900
     with pytest.raises(KeyError, match="add_closure_features"):
-        F.drop_outliers(train.drop(columns="BeforeLongClosure"))
-    assert len(F.drop_outliers(train.drop(columns="BeforeLongClosure"), near_closure=0)) == 7
+        F.drop_outliers(train.drop(columns="AfterLongClosure"))
+    assert len(F.drop_outliers(train.drop(columns="AfterLongClosure"), after_closure=0)) == 7
 
 
 def test_closure_features_by_hand():

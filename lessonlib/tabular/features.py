@@ -284,23 +284,26 @@ def sales_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df[(df["Open"] == 1) & (df["Sales"] > 0)]
 
 
-def drop_outliers(train: pd.DataFrame, max_log_dev: float = 0.7, near_closure: int = 14) -> pd.DataFrame:
+def drop_outliers(train: pd.DataFrame, max_log_dev: float = 0.7, after_closure: int = 14,
+                  closure_max_log_dev: float = 1.4) -> pd.DataFrame:
     """Training rows without the days whose log(Sales) is more than `max_log_dev` away from the median
     of the same store, day of week and Promo (0.7: a factor of 2 either way), e.g. a store open for
-    part of a day. Days within `near_closure` days of a long closure are kept: their jumps are what
-    `AfterLongClosure`/`BeforeLongClosure` explain (0 = drop those too). Apply to training rows only;
-    validation stays untouched."""
+    part of a day. The first `after_closure` days after a long closure may deviate up to
+    `closure_max_log_dev` (1.4: a factor of 4): stores reopen to far higher sales, consistently, and
+    `AfterLongClosure` explains it (after_closure=0: no allowance). The days before a closure get none:
+    some stores run a clearance sale then and most do not, which no feature tells apart. Apply to
+    training rows only; validation stays untouched."""
     if max_log_dev <= 0:
         raise ValueError(f"max_log_dev must be positive, got {max_log_dev}")
     log_sales = np.log(train["Sales"])
     median = log_sales.groupby([train["Store"], train["DayOfWeek"], train["Promo"]]).transform("median")
-    keep = (log_sales - median).abs() <= max_log_dev
-    if near_closure:
-        missing = [c for c in ("AfterLongClosure", "BeforeLongClosure") if c not in train.columns]
-        if missing:
-            raise KeyError(f"drop_outliers: no column(s) {missing}; add them with add_closure_features "
-                           f"(features.build does) or pass near_closure=0")
-        keep |= (train["AfterLongClosure"] <= near_closure) | (train["BeforeLongClosure"] <= near_closure)
+    dev = (log_sales - median).abs()
+    keep = dev <= max_log_dev
+    if after_closure:
+        if "AfterLongClosure" not in train.columns:
+            raise KeyError("drop_outliers: no column AfterLongClosure; add it with add_closure_features "
+                           "(features.build does) or pass after_closure=0")
+        keep |= (train["AfterLongClosure"] <= after_closure) & (dev <= closure_max_log_dev)
     return train[keep]
 
 
