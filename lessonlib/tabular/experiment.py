@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from lessonlib.core import seed_everything
 from lessonlib.learner import Learner
-from lessonlib.tabular.loader import frame_loader
+from lessonlib.tabular.loader import TensorLoader, frame_loader
 from lessonlib.tabular.model import (
     TabularModel,
     batch_exp_rmspe,
@@ -51,8 +51,9 @@ def fit_sales_model(train: pd.DataFrame, valid: pd.DataFrame, cat_names, cont_na
                          one_hot=one_hot)
     learn = Learner(model, train_dl, valid_dl, F.mse_loss, device=device, amp=amp, wd=wd)
     learn.fit(epochs, lr, show=show)
-    if rmspe_scale:
-        model.log_scale.fill_(rmspe_log_scale(*learn.get_preds(frame_loader(proc, train, batch_size=8192))))
+    if rmspe_scale:  # the training rows' tensors again, in order
+        fit_rows = TensorLoader(train_dl.cats, train_dl.conts, train_dl.y, batch_size=8192)
+        model.log_scale.fill_(rmspe_log_scale(*learn.get_preds(fit_rows)))
     preds, targets = learn.get_preds(valid_dl)
     return Run(learn, proc, exp_rmspe(preds, targets).item(), float(learn.history["seconds"].sum()))
 

@@ -4,7 +4,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lessonlib.onednn_linear import OneDNNLinear
@@ -164,11 +163,6 @@ def batch_exp_rmspe(pred_log, targ_log, batch_size: int = 256) -> float:
     values = [exp_rmspe(p, t).item() for p, t in zip(pred_log.split(batch_size), targ_log.split(batch_size),
                                                       strict=True)]
     return float(sum(v * n for v, n in zip(values, sizes, strict=True)) / sum(sizes))
-
-
-def mse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """MSE on log Sales (the training loss)."""
-    return F.mse_loss(pred, target)
 
 
 def embedding_weights(model: TabularModel, cat_names: list, name: str) -> np.ndarray:
