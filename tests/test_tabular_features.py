@@ -167,6 +167,7 @@ def test_drop_outliers_removes_days_far_from_their_store_weekday_promo_median():
                           "Sales": sales, "AfterLongClosure": 30, "BeforeLongClosure": 30})
     kept = F.drop_outliers(train)
     assert kept["Sales"].tolist() == [1000, 1100, 900, 1050, 2000, 2100, 1900]  # 5000: 0.9 above
+    assert F.log_sales_deviation(train).iloc[4] == pytest.approx(np.log(400 / 1000))
     assert len(F.drop_outliers(train, max_log_dev=1.0)) == len(train)
     with pytest.raises(ValueError, match="positive"):
         F.drop_outliers(train, max_log_dev=0)

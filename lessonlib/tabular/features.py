@@ -284,6 +284,14 @@ def sales_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df[(df["Open"] == 1) & (df["Sales"] > 0)]
 
 
+def log_sales_deviation(rows: pd.DataFrame) -> pd.Series:
+    """log(Sales) minus the median log(Sales) of the same store, day of week and Promo status: 0 is an
+    ordinary day for that store, +0.7 about twice its usual sales."""
+    log_sales = np.log(rows["Sales"])
+    median = log_sales.groupby([rows["Store"], rows["DayOfWeek"], rows["Promo"]]).transform("median")
+    return log_sales - median
+
+
 def drop_outliers(train: pd.DataFrame, max_log_dev: float = 0.7, after_closure: int = 14,
                   closure_max_log_dev: float = 1.4) -> pd.DataFrame:
     """Training rows without the days whose log(Sales) is more than `max_log_dev` away from the median
@@ -295,9 +303,7 @@ def drop_outliers(train: pd.DataFrame, max_log_dev: float = 0.7, after_closure: 
     training rows only; validation stays untouched."""
     if max_log_dev <= 0:
         raise ValueError(f"max_log_dev must be positive, got {max_log_dev}")
-    log_sales = np.log(train["Sales"])
-    median = log_sales.groupby([train["Store"], train["DayOfWeek"], train["Promo"]]).transform("median")
-    dev = (log_sales - median).abs()
+    dev = log_sales_deviation(train).abs()
     keep = dev <= max_log_dev
     if after_closure:
         if "AfterLongClosure" not in train.columns:
