@@ -1,14 +1,16 @@
 """Rossmann benchmark: feature-engineering time, exp-RMSPE on the lesson's window and on the forecast
 split, training throughput and the matmul FLOP rate against this machine's fp32 GEMM peak.
 
-    python benchmarks/rossmann.py                       # full preset: all 1,115 stores (long)
-    python benchmarks/rossmann.py --max-rows 200000 --epochs 1 --skip-forecast   # throughput only
+    python benchmarks/rossmann.py --threads 2 --splits lesson   # the target: 10 networks + trees, ~25 min
+    python benchmarks/rossmann.py --threads 2                   # both splits, ~50 min
+    python benchmarks/rossmann.py --probe-only --threads 2      # features + 3 short throughput rounds
 
 Targets (2 CPU cores): join + features of all 1,058,297 train+test rows <= 15 s; exp-RMSPE <= 0.095 on
 2014-08-01..2014-09-17 within 30 minutes; achieved matmul FLOP rate >= 35% of the measured GEMM peak.
 """
 
 import argparse
+import math
 import os
 import time
 
@@ -19,12 +21,15 @@ from lessonlib.data import rossmann
 from lessonlib.tabular import features
 from lessonlib.tabular.experiment import fit_sales_model, lesson_style_rmspe
 from lessonlib.tabular.model import exp_rmspe
+from lessonlib.tabular.trees import BLEND_TREES_WEIGHT, blend, fit_sales_trees
 
 
 def train_and_score(train, valid, args, label: str, n_seeds: int = 1) -> dict:
     """Train the lesson's network through the Learner (lessonlib.tabular.experiment) with seeds
     args.seed, args.seed + 1, ...; score each on `valid` and, with several, their ensemble (the mean of
-    the log-Sales predictions). Timings cover every run's training and validation passes."""
+    the log-Sales predictions); then, unless args.trees_weight is 0, fit the gradient-boosted trees on the
+    same rows and score the blend (1 - w) * network + w * trees of the log predictions. `seconds` covers
+    the networks' training, `wall` everything (trees included)."""
     print(f"[{label}] train {len(train):,} rows, valid {len(valid):,} rows, layers {args.layers}, "
           f"batch {args.bs}, {args.epochs} epochs at lr {args.lr}, {n_seeds} seed(s)", flush=True)
     preds, seconds, flops, wall = [], 0.0, 0.0, time.perf_counter()
@@ -42,6 +47,17 @@ def train_and_score(train, valid, args, label: str, n_seeds: int = 1) -> dict:
         print(f"[{label}] seed {seed}: exp-RMSPE {run.rmspe:.4f} (RMSPE factor "
               f"{model.log_scale.exp().item():.4f}; {run.seconds:.0f}s)", flush=True)
     ensemble = torch.stack(preds).mean(0)
+    if n_seeds > 1:
+        print(f"[{label}] networks' ensemble: exp-RMSPE {exp_rmspe(ensemble, targets).item():.4f}",
+              flush=True)
+    if args.trees_weight:
+        start = time.perf_counter()
+        trees = fit_sales_trees(train, run.proc, seed=args.seed)
+        trees_pred = torch.from_numpy(trees.predict_log(valid))
+        print(f"[{label}] gradient-boosted trees: exp-RMSPE {exp_rmspe(trees_pred, targets).item():.4f} "
+              f"(RMSPE factor {math.exp(trees.log_scale):.4f}; {time.perf_counter() - start:.0f}s)",
+              flush=True)
+        ensemble = torch.from_numpy(blend(ensemble, trees_pred, args.trees_weight))
     rmspe = exp_rmspe(ensemble, targets).item()
     lesson_style = lesson_style_rmspe(ensemble, valid)
     return {"rmspe": rmspe, "lesson_style": lesson_style, "seconds": seconds,
@@ -55,7 +71,7 @@ def throughput_probe(rows, args, rounds: int = 3, n_rows: int = 100_000) -> None
     Learner, bracketed by GEMM-peak measurements, and divides by the mean of the two peaks."""
     fit_rows, valid = features.split(rows, features.LESSON_VALID)
     fit_rows = fit_rows.sample(min(n_rows, len(fit_rows)), random_state=args.seed)
-    probe = argparse.Namespace(**{**vars(args), "epochs": 1})
+    probe = argparse.Namespace(**{**vars(args), "epochs": 1, "trees_weight": 0})
     for r in range(rounds):
         before = gemm_peak(peak_dtype(args))
         result = train_and_score(fit_rows, valid.head(4096), probe, f"probe {r + 1}/{rounds}")
@@ -90,12 +106,16 @@ def main():
                         help="bf16 autocast (the FLOP rate is then also quoted against the bf16 peak)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--max-rows", type=int, default=None, help="train on a random subset (short runs)")
-    parser.add_argument("--skip-forecast", action="store_true", help="only the lesson's split")
+    parser.add_argument("--splits", choices=["both", "lesson", "forecast"], default="both",
+                        help="the lesson's window, the forecast split (last 48 days), or both")
     parser.add_argument("--probe-only", action="store_true",
                         help="feature timing and 3 short throughput rounds, no full training")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--seeds", type=int, default=1,
+    parser.add_argument("--seeds", type=int, default=10,
                         help="train this many seeds per split and score their ensemble (mean log prediction)")
+    parser.add_argument("--trees-weight", type=float, default=BLEND_TREES_WEIGHT,
+                        help="weight of the gradient-boosted trees in the blend of log predictions (default "
+                             "chosen on the forecast split: lessonlib/tabular/trees.py); 0: networks only")
     parser.add_argument("--build-repeats", type=int, default=3, help="timed runs of join + features")
     args = parser.parse_args()
     if args.threads:
@@ -119,9 +139,9 @@ def main():
     if args.probe_only:
         throughput_probe(rows, args)
         return
-    runs = [("lesson window", features.LESSON_VALID, False)]
-    if not args.skip_forecast:
-        runs.append(("forecast split", features.FORECAST_VALID, True))
+    runs = [("lesson window", features.LESSON_VALID, False),
+            ("forecast split", features.FORECAST_VALID, True)]
+    runs = [r for r in runs if args.splits in ("both", "forecast" if r[2] else "lesson")]
     for label, window, forecast in runs:
         fit_rows, valid = features.split(rows, window, forecast=forecast)
         if args.max_log_dev:
@@ -137,8 +157,9 @@ def main():
         peak = max(before, gemm_peak(peak_dtype(args)))  # the load may change during a long run
         print(f"[{label}] {peak_dtype(args)} GEMM peak (2048^3 matmul, best library, best of 5), higher of "
               f"before/after training: {peak:.1f} GFLOP/s")
-        what = f" (ensemble of {args.seeds} seeds)" if args.seeds > 1 else ""
-        print(f"[{label}] exp-RMSPE{what} {r['rmspe']:.4f} on {window[0]}..{window[1]}; "
+        what = f"{args.seeds} network seed(s)" + (f" blended with the trees at weight {args.trees_weight}"
+                                                   if args.trees_weight else "")
+        print(f"[{label}] exp-RMSPE ({what}) {r['rmspe']:.4f} on {window[0]}..{window[1]}; "
               f"training {r['seconds']:.0f}s ({r['seconds'] / 60:.1f} min; {r['wall'] / 60:.1f} min with "
               f"processing, RMSPE factor and scoring), {r['rows_per_s']:,.0f} rows/s, "
               f"matmul {r['gflops']:.1f} GFLOP/s = {100 * r['gflops'] / peak:.0f}% of the GEMM peak")

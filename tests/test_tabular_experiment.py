@@ -23,6 +23,7 @@ def test_fit_sales_model_runs_and_scores(tmp_path):
     assert math.isfinite(run.rmspe) and run.rmspe < 1.0  # sales ~1000 +- 10%: must not be wild
     assert len(run.learn.history) == 2 and run.seconds > 0
     assert run.proc.categories["Store"] == [1, 2]
+    assert run.learn.clip == 1.0  # the gradient-norm bound is on by default
     preds, _ = run.learn.get_preds()
     assert np.isfinite(preds.numpy()).all()
 
@@ -42,6 +43,25 @@ def test_fit_sales_model_fits_the_rmspe_scale_on_training_rows_only(tmp_path):
     valid_scaled, _ = scaled.learn.get_preds()
     torch.testing.assert_close(valid_scaled, valid_plain + shift)  # same seed, same network, shifted
     assert scaled.rmspe == pytest.approx(exp_rmspe(valid_scaled, targ).item())
+
+
+def test_fit_sales_model_caps_predictions_per_store_from_training_rows(tmp_path):
+    train, _ = features.build(write_tables(tmp_path))
+    fit, valid = features.split(features.sales_rows(train), ("2015-07-29", "2015-07-31"))
+    kw = dict(epochs=1, lr=1e-2, batch_size=4, layers=(8,), ps=(0.0,), show=False, device="cpu")
+    run = fit_sales_model(fit, valid, ["Store", "DayOfWeek"], ["trend", "Promo"], **kw)
+    model = run.learn.model
+    best = np.log(fit.groupby("Store")["Sales"].max())
+    codes = run.proc.codes(pd.DataFrame({"Store": best.index}), "Store")
+    np.testing.assert_allclose(model.log_cap[codes].numpy(), best.to_numpy() + 0.2, rtol=1e-6)
+    assert model.log_cap[0].item() == pytest.approx(best.max() + 0.2, rel=1e-6)  # unknown store
+    preds, _ = run.learn.get_preds()
+    cats, _ = run.proc.transform(valid)
+    assert (preds <= model.log_cap[torch.from_numpy(cats[:, 0])] + 1e-6).all()
+    plain = fit_sales_model(fit, valid, ["Store", "DayOfWeek"], ["trend", "Promo"], cap_by=None, **kw)
+    assert not hasattr(plain.learn.model, "log_cap")
+    with pytest.raises(ValueError, match="cap_by='Region' is not one of the categorical columns"):
+        fit_sales_model(fit, valid, ["Store", "DayOfWeek"], ["trend", "Promo"], cap_by="Region", **kw)
 
 
 def test_lesson_style_rmspe_batches_rows_newest_date_first_then_by_store():

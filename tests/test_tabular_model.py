@@ -15,6 +15,7 @@ from lessonlib.tabular.model import (
     emb_sizes,
     embedding_weights,
     exp_rmspe,
+    log_ceilings,
     rmspe_log_scale,
     y_range_for,
 )
@@ -151,3 +152,28 @@ def test_log_scale_shifts_the_output_and_is_saved():
     again = TabularModel([5, 3], 2, layers=(8,), ps=(0.0,), y_range=(0.0, 12.0)).eval()
     again.load_state_dict(model.state_dict())
     assert again.log_scale.item() == -0.25
+
+
+def test_log_ceilings_per_code_with_margin():
+    codes = torch.tensor([1, 1, 2, 2, 2])
+    log_y = torch.tensor([5.0, 7.0, 6.0, 4.0, 6.5])
+    got = log_ceilings(codes, log_y, n_codes=4, margin=0.2)
+    # code 0 (unknown) and code 3 have no rows: the overall largest
+    torch.testing.assert_close(got, torch.tensor([7.2, 7.2, 6.7, 7.2]))
+    with pytest.raises(ValueError, match="codes for"):
+        log_ceilings(codes[:2], log_y, n_codes=4)
+
+
+def test_cap_bounds_outputs_by_the_row_code_and_is_off_until_set():
+    torch.manual_seed(0)
+    model = TabularModel([3, 4], 1, sizes=[2, 2], layers=(8,), ps=(0.0,), y_range=(0.0, 20.0),
+                         cap_input=1).eval()
+    cats = torch.tensor([[1, 1], [1, 2], [2, 3], [0, 0]])
+    x = (cats, torch.zeros(4, 1))
+    free = model(x)
+    assert torch.isinf(model.log_cap).all()  # +inf until set: no effect
+    model.log_cap.copy_(torch.tensor([0.5, 100.0, 1.0, 100.0]))
+    capped = model(x)
+    torch.testing.assert_close(capped, torch.minimum(free, torch.tensor([100.0, 1.0, 100.0, 0.5])))
+    assert "log_cap" in model.state_dict()
+    assert not hasattr(TabularModel([3], 0, layers=(4,), ps=(0.0,)), "log_cap")

@@ -5,4 +5,5 @@
     loader      TensorLoader: mini-batches cut from tensors by index
     model       TabularModel (embeddings + MLP), embedding-size rules, exp_rmspe
     experiment  fit_sales_model: one run (processor -> loaders -> model -> Learner -> exp-RMSPE)
+    trees       fit_sales_trees: gradient-boosted trees + per-store means; blend with the networks
 """

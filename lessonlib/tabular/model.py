@@ -42,6 +42,11 @@ class TabularModel(nn.Module):
     to `rmspe_log_scale` of the training rows, which multiplies the predicted Sales by the factor that
     minimises their RMSPE.
 
+    `cap_input` (the index of a categorical input, e.g. Store) gives the model a ceiling per code of that
+    input, the buffer `log_cap` (+inf until set): outputs are bounded by the ceiling of their row's code.
+    `fit_sales_model` sets it after training to the most each store sold in training (`log_ceilings`), so
+    a rare input that drove the sigmoid towards its top cannot predict ten times a store's best day.
+
     With `one_hot=True` each category is fed as a one-hot vector instead (a frozen identity
     "embedding" whose width is the number of codes), so the same network can be compared without
     learned embeddings.
@@ -49,7 +54,7 @@ class TabularModel(nn.Module):
 
     def __init__(self, cardinalities, n_cont: int, sizes=None, layers=(1000, 500), ps=(0.001, 0.01),
                  emb_drop: float = 0.04, y_range=None, use_bn: bool = True, one_hot: bool = False,
-                 y_init: float | None = None):
+                 y_init: float | None = None, cap_input: int | None = None):
         super().__init__()
         cardinalities = list(cardinalities)
         if len(ps) != len(layers):
@@ -80,6 +85,9 @@ class TabularModel(nn.Module):
         self.head = OneDNNLinear(width, 1)
         self.y_range = None if y_range is None else tuple(float(v) for v in y_range)
         self.register_buffer("log_scale", torch.zeros(()))
+        self.cap_input = cap_input
+        if cap_input is not None:
+            self.register_buffer("log_cap", torch.full((cardinalities[cap_input],), math.inf))
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
@@ -111,7 +119,10 @@ class TabularModel(nn.Module):
         if self.y_range is not None:
             lo, hi = self.y_range
             out = lo + (hi - lo) * torch.sigmoid(out)
-        return out + self.log_scale
+        out = out + self.log_scale
+        if self.cap_input is not None:
+            out = torch.minimum(out, self.log_cap[cats[:, self.cap_input]])
+        return out
 
     def matmul_flops(self, batch_rows: int, backward: bool = True) -> float:
         """Multiply-add FLOPs of the Linear layers for `batch_rows` rows (x3 with the backward pass)."""
@@ -127,6 +138,20 @@ def y_range_for(log_y, margin: float = 0.2) -> tuple[float, float]:
         return 0.0, hi * (1 + margin)
     span = hi - lo
     return lo - margin * span, hi + margin * span
+
+
+def log_ceilings(codes, log_y, n_codes: int, margin: float = 0.2) -> torch.Tensor:
+    """Per code (0..n_codes-1), the largest log target among the rows with that code plus `margin`
+    (0.2: 22% above the best seen); codes without rows get the overall largest plus `margin`."""
+    codes = torch.as_tensor(codes, dtype=torch.int64)
+    log_y = torch.as_tensor(np.asarray(log_y, dtype=np.float32))
+    if codes.shape != log_y.shape:
+        raise ValueError(f"{codes.numel()} codes for {log_y.numel()} targets")
+    top = torch.full((n_codes,), float(log_y.max()))
+    seen = torch.zeros(n_codes, dtype=torch.bool)
+    seen[codes] = True
+    per_code = torch.full((n_codes,), -math.inf).scatter_reduce(0, codes, log_y, reduce="amax")
+    return torch.where(seen, per_code, top) + margin
 
 
 def exp_rmspe(pred_log: torch.Tensor, targ_log: torch.Tensor) -> torch.Tensor:
