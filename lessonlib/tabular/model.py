@@ -147,11 +147,8 @@ def log_ceilings(codes, log_y, n_codes: int, margin: float = 0.2) -> torch.Tenso
     log_y = torch.as_tensor(np.asarray(log_y, dtype=np.float32))
     if codes.shape != log_y.shape:
         raise ValueError(f"{codes.numel()} codes for {log_y.numel()} targets")
-    top = torch.full((n_codes,), float(log_y.max()))
-    seen = torch.zeros(n_codes, dtype=torch.bool)
-    seen[codes] = True
     per_code = torch.full((n_codes,), -math.inf).scatter_reduce(0, codes, log_y, reduce="amax")
-    return torch.where(seen, per_code, top) + margin
+    return torch.where(per_code > -math.inf, per_code, log_y.max()) + margin
 
 
 def exp_rmspe(pred_log: torch.Tensor, targ_log: torch.Tensor) -> torch.Tensor:
