@@ -37,15 +37,18 @@ def export(out: Path, size: str) -> None:
     """Token ids of every review of `size` (train, unsup, test, each review once) + the LM's split and
     vocabulary (built on the LM's training texts only, as notebook 04 does) into one .npz."""
     from lessonlib.data import imdb_reviews
-    from lessonlib.text.lm import lm_split
+    from lessonlib.text.lm import lm_split, without_test_texts
     from lessonlib.text.tokenize import tokenize_texts
     from lessonlib.text.vocab import Vocab
 
     cfg = LM_PRESETS["full"]
     frames = {p: imdb_reviews(size, p) for p in PARTS}
     tokens = {p: tokenize_texts(list(frames[p]["text"])) for p in PARTS}
-    lm_docs = tokens["train"] + tokens["unsup"]  # the order lm_texts uses
-    lm_train, lm_valid = lm_split(len(lm_docs))
+    lm_docs = tokens["train"] + tokens["unsup"]  # the order lm_texts uses, before it drops test texts
+    keep = np.array(without_test_texts([*frames["train"]["text"], *frames["unsup"]["text"]],
+                                       frames["test"]["text"]))
+    train, valid = lm_split(len(keep), train_reviews=cfg["train_reviews"], valid_reviews=cfg["valid_reviews"])
+    lm_train, lm_valid = keep[train], keep[valid]
     vocab = Vocab.build([lm_docs[i] for i in lm_train], cfg["min_freq"], cfg["max_size"])
     if len(vocab) > np.iinfo(np.uint16).max:
         raise ValueError(f"vocabulary of {len(vocab)} does not fit uint16")
@@ -100,8 +103,7 @@ def run(args, work: Path) -> None:
     lm_docs = parts["train"][0] + parts["unsup"][0]
     lm_train = [lm_docs[i] for i in lm_train_idx]
     lm_valid = [lm_docs[i] for i in lm_valid_idx[: args.lm_valid_reviews]]
-    clf = ClassifierData(vocab, [], [], ClassificationDataset(*parts["train"]),
-                         ClassificationDataset(*parts["test"]))
+    clf = ClassifierData(vocab, ClassificationDataset(*parts["train"]), ClassificationDataset(*parts["test"]))
     clf_train_tokens, clf_test_tokens = int(clf.train.lengths.sum()), int(clf.test.lengths.sum())
     preset = LM_PRESETS[args.preset]
     cfg = {**preset, "bs": args.lm_bs or preset["bs"], "lr": args.lm_lr or preset["lr"]}
@@ -116,11 +118,10 @@ def run(args, work: Path) -> None:
         amp, rates = measure_rates(args, cfg, preset, vocab, lm_train, lm_valid, clf, work)
         results.update(rates)
         train_rate, eval_rate = rates["clf_train_tokens_per_s"], rates["clf_eval_tokens_per_s"]
-        # epochs in all-layers units (a head-only epoch runs the encoder forward only); each LM-initialised
-        # epoch ends with a test pass, the from-scratch run with one
+        # epochs in all-layers units (a head-only epoch runs the encoder forward only); one test pass each
         head, last, every = args.stages
         units = head * train_rate / eval_rate + 0.7 * last + every + args.scratch_epochs
-        test_passes = head + last + every + (1 if args.scratch_epochs else 0)
+        test_passes = 1 + (1 if args.scratch_epochs else 0)
         clf_seconds = clf_train_tokens * units / train_rate + test_passes * clf_test_tokens / eval_rate
         print(f"classifier bs {args.bs}: {train_rate:,.0f} training tokens/s (all layers), {eval_rate:,.0f} "
               f"tokens/s evaluating -> estimate for stages {args.stages}, {args.scratch_epochs} scratch "
@@ -151,22 +152,21 @@ def run(args, work: Path) -> None:
 
     # 3. fine-tuning from the LM (ULMFiT stages by default) and, with --scratch-epochs, from scratch
     t = time.perf_counter()
-    _, stages = train_classifier(lm_file, clf, pretrained=True, seed=args.seed, lrs=args.lrs,
-                                 epochs=args.stages, factor=args.factor, bs=args.bs, show=True, amp=amp)
-    print(f"LM-initialised classifier fine-tuned in {time.perf_counter() - t:.0f}s")
-    for name, acc in stages:
-        print(f"test accuracy after stage '{name}': {acc:.4f}")
-    results["lm_init_stages"] = stages
+    learn = train_classifier(lm_file, clf, pretrained=True, seed=args.seed, stages=(args.lrs, args.stages),
+                             factor=args.factor, bs=args.bs, show=True, amp=amp)
+    test_acc = float(learn.evaluate(clf.test_loader(args.bs))["acc"])  # the test set, read once
+    print(f"LM-initialised classifier fine-tuned in {time.perf_counter() - t:.0f}s: "
+          f"test accuracy {test_acc:.4f}")
+    results["lm_init_test_accuracy"] = test_acc
     if args.scratch_epochs:
         t = time.perf_counter()
-        _, scratch = train_classifier(lm_file, clf, pretrained=False, seed=args.seed,
-                                      epochs=(0, 0, args.scratch_epochs), scratch_lr=args.scratch_lr,
-                                      bs=args.bs, show=True, amp=amp)
-        results["scratch"] = scratch[-1][1]
+        learn = train_classifier(lm_file, clf, pretrained=False, seed=args.seed, lr=args.scratch_lr,
+                                 epochs=args.scratch_epochs, bs=args.bs, show=True, amp=amp)
+        results["scratch"] = float(learn.evaluate(clf.test_loader(args.bs))["acc"])
         print(f"from scratch ({args.scratch_epochs} epochs at {args.scratch_lr:g}): test accuracy "
-              f"{scratch[-1][1]:.4f} in {time.perf_counter() - t:.0f}s")
+              f"{results['scratch']:.4f} in {time.perf_counter() - t:.0f}s")
     print(f"total {time.perf_counter() - start:.0f}s of a {args.minutes * 60:.0f}s budget; "
-          f"LM-initialised test accuracy {stages[-1][1]:.4f} on {len(clf.test):,} reviews "
+          f"LM-initialised test accuracy {test_acc:.4f} on {len(clf.test):,} reviews "
           "(a time-boxed run; the full recipe's target is 0.945)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
@@ -195,13 +195,13 @@ def measure_rates(args, cfg, preset, vocab, lm_train, lm_valid, clf, work):
         print(f"LM bs {bs}: {timer.rate:,.0f} training tokens/s -> one epoch of the recipe's "
               f"{n_tokens(lm_train):,} tokens in {n_tokens(lm_train) / timer.rate:.0f}s")
     untrained = save_encoder(work / "untrained.pt", build_lm("awd", len(vocab), cfg).encoder, vocab)
-    small = ClassifierData(vocab, [], [], subset(clf.train, 40 * args.bs, seed=0),
+    small = ClassifierData(vocab, subset(clf.train, 40 * args.bs, seed=0),
                            subset(clf.test, 40 * args.bs, seed=0))
     timer = TrainTimer(lambda b: int((b[0] != vocab.pad_id).sum()), warmup=15)
-    learn, _ = train_classifier(untrained, small, pretrained=False, seed=args.seed, epochs=(0, 0, 1),
-                                bs=args.bs, show=False, callbacks=[timer], amp=amp)
+    learn = train_classifier(untrained, small, pretrained=False, seed=args.seed, epochs=1,
+                             bs=args.bs, show=False, callbacks=[timer], amp=amp)
     t = TrainTimer.now()
-    learn.evaluate(learn.valid_dl)
+    learn.evaluate(small.test_loader(args.bs))
     eval_rate = int(small.test.lengths.sum()) / (TrainTimer.now() - t)
     return amp, {"lm_tokens_per_s": lm_rates, "clf_train_tokens_per_s": timer.rate,
                  "clf_eval_tokens_per_s": eval_rate}

@@ -109,7 +109,8 @@ class Learner:
     is the max global gradient norm. `amp`: None = bf16/fp16 autocast on CUDA only, False = off, "bf16"
     (also on CPU) or "fp16". Callbacks may define before_fit, before_epoch, before_validate,
     before_batch (returns the batch, called before the move to the device), after_loss (returns the
-    loss), after_epoch and after_fit; `learn.training` tells training from validation.
+    loss), after_backward (gradients computed, not yet clipped), after_epoch and after_fit;
+    `learn.training` tells training from validation.
     """
 
     def __init__(self, model: nn.Module, train_dl, valid_dl=None, loss_func=None, metrics=None,
@@ -232,13 +233,15 @@ class Learner:
             self._check_finite(where)
         if self.scaler is None:
             loss.backward()
+            self._callback("after_backward")
             if self.clip is not None:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
             self.opt.step()
         else:
             self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.opt)  # callbacks and clipping see the true gradients
+            self._callback("after_backward")
             if self.clip is not None:
-                self.scaler.unscale_(self.opt)
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
             self.scaler.step(self.opt)
             self.scaler.update()
@@ -477,6 +480,21 @@ class Learner:
         for g, s in zip(loader_rngs(self.train_dl), state["loader_rng"], strict=False):
             set_rng(g, s)
         return self
+
+
+class GradNorm:
+    """A callback that records the global gradient norm of every training step, before clipping, in
+    `norms`: what `clip` caps, and how often it has to."""
+
+    def __init__(self):
+        self.norms: list[float] = []
+
+    def before_fit(self, learn):
+        self.norms = []
+
+    def after_backward(self, learn):
+        grads = [p.grad for p in learn.model.parameters() if p.grad is not None]
+        self.norms.append(float(nn.utils.get_total_norm(grads)))
 
 
 def _new_axes():

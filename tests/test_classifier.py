@@ -20,6 +20,7 @@ from lessonlib.text.classifier import (
     concat_pool,
     discriminative_lrs,
     gradual_unfreezing,
+    imdb_classifier_data,
     pad_collate,
     padding_fraction,
     pooled_features,
@@ -243,12 +244,18 @@ def test_classifier_from_lm_names_the_missing_file(tmp_path):
         classifier_from_lm(tmp_path / "nope.pt")
 
 
-@pytest.mark.parametrize("text", ["", "zzyzx qwertyuiop flibbertigibbet", "The movie was great fun!"])
-def test_predict_gives_a_label_and_probability_even_for_empty_or_unknown_text(tmp_path, text):
+def test_predict_gives_a_label_and_its_probability(tmp_path):
     model = classifier_from_lm(saved_lm_encoder(tmp_path)[0])
-    label, prob = model.predict(text)
+    label, prob = model.predict("The movie was great fun!")
     assert label in ("neg", "pos") and 0.5 <= prob <= 1
     assert model.training  # predict leaves the mode as it found it
+
+
+@pytest.mark.parametrize("text", ["", "   ", "zzyzx qwertyuiop flibbertigibbet", "ZZYZX!!!!"])
+def test_predict_refuses_text_without_a_known_word(tmp_path, text):
+    model = classifier_from_lm(saved_lm_encoder(tmp_path)[0])
+    with pytest.raises(ValueError, match="nothing to classify"):
+        model.predict(text)
 
 
 def test_unknown_only_text_is_all_xxunk(tmp_path):
@@ -296,28 +303,44 @@ def test_gradual_unfreezing_trains_the_head_then_more_then_all(tmp_path):
     assert changed == [[False, False, False, True], [False, False, True, True], [True, True, True, True]]
 
 
-def test_train_classifier_runs_both_arms_and_reports_test_accuracy(tmp_path):
+def toy_data(n=16, seed=0, valid=True):
+    rng = np.random.default_rng(seed)
+    ds = ClassificationDataset([np.r_[2, rng.integers(7, 16, size=rng.integers(3, 9))] for _ in range(n)],
+                               np.arange(n) % 2)
+    return ClassifierData(small_vocab(), ds, ds, ds if valid else None)
+
+
+def test_train_classifier_validates_on_the_valid_split_and_never_reads_test(tmp_path):
     path, _ = saved_lm_encoder(tmp_path)
-    vocab = small_vocab()
-    rng = np.random.default_rng(0)
-    ids = [np.r_[2, rng.integers(7, 16, size=rng.integers(3, 9))] for _ in range(16)]
-    ds = ClassificationDataset(ids, np.arange(16) % 2)
-    data = ClassifierData(vocab, ["t"] * 16, ["t"] * 16, ds, ds)
-    learn, stages = train_classifier(path, data, pretrained=True, seed=0, epochs=(1, 1, 0), bs=8, show=False,
-                                     bptt=4)
-    assert [name for name, _ in stages] == ["head", "+ last layer"]
-    assert stages[-1][1] == pytest.approx(learn.evaluate()["acc"])
-    learn, stages = train_classifier(path, data, pretrained=False, seed=0, epochs=(1, 1, 0), bs=8, show=False)
-    assert len(learn.history) == 2 and [name for name, _ in stages] == ["all layers"]
-    assert stages[0][1] == pytest.approx(learn.evaluate()["acc"])
+    data = toy_data()
+    data.test = None  # any use of the test set would fail
+    learn = train_classifier(path, data, pretrained=True, seed=0, epochs=2, bs=8, show=False, bptt=4)
+    assert len(learn.history) == 2 and learn.history["acc"].notna().all()
+    assert learn.history["acc"].iloc[-1] == pytest.approx(learn.evaluate()["acc"])
+    learn = train_classifier(path, toy_data(valid=False), pretrained=False, seed=0, epochs=1, bs=8, show=False)
+    assert learn.valid_dl is None and len(learn.history) == 1
+    staged = train_classifier(path, toy_data(), pretrained=True, seed=0, stages=((1e-2,) * 3, (1, 1, 0)),
+                              bs=8, show=False, bptt=4)
+    assert len(staged.history) == 1  # the history of the last stage run
+
+
+def test_train_classifier_starts_from_the_lm_or_from_scratch(tmp_path):
+    path, enc = saved_lm_encoder(tmp_path)
+    seen = {}
+
+    class FirstWeights:
+        def before_fit(self, learn):
+            seen[len(seen)] = learn.model.encoder.embedding.weight.detach().clone()
+
+    for pretrained in (True, False):
+        train_classifier(path, toy_data(), pretrained=pretrained, seed=0, epochs=1, bs=8, show=False,
+                         callbacks=[FirstWeights()])
+    assert torch.equal(seen[0], enc.embedding.weight) and not torch.equal(seen[1], enc.embedding.weight)
 
 
 @pytest.mark.parametrize("factor", [1.0, 2.6])
 def test_train_classifier_passes_the_lr_factor_to_every_layer_group(tmp_path, factor):
     path, _ = saved_lm_encoder(tmp_path)
-    rng = np.random.default_rng(0)
-    ds = ClassificationDataset([np.r_[2, rng.integers(7, 16, size=5)] for _ in range(8)], np.arange(8) % 2)
-    data = ClassifierData(small_vocab(), ["t"] * 8, ["t"] * 8, ds, ds)
     peaks = []
 
     class PeakLRs:  # records each parameter group's highest LR during the run
@@ -325,11 +348,41 @@ def test_train_classifier_passes_the_lr_factor_to_every_layer_group(tmp_path, fa
             lrs = [g["lr"] for g in learn.opt.param_groups]
             peaks[:] = lrs if not peaks else [max(a, b) for a, b in zip(peaks, lrs, strict=True)]
 
-    train_classifier(path, data, pretrained=True, seed=0, lrs=(1e-2, 1e-2, 1e-2), epochs=(0, 0, 3), bs=4,
-                     show=False, bptt=4, factor=factor, callbacks=[PeakLRs()])
+    train_classifier(path, toy_data(8), pretrained=True, seed=0, lr=1e-2, epochs=3, bs=4, show=False, bptt=4,
+                     factor=factor, callbacks=[PeakLRs()])
     ratios = [b / a for a, b in zip(peaks[:-1], peaks[1:], strict=True)]
     assert peaks[-1] == pytest.approx(1e-2, rel=0.05)
     assert ratios == pytest.approx([factor] * len(ratios), rel=1e-6)
+
+
+def test_subset_takes_equal_classes_seeded_and_keeps_valid_and_test():
+    data = toy_data(16)
+    data.train_texts = [f"t{i}" for i in range(16)]
+    sub = data.subset(6, seed=1)
+    assert len(sub.train) == 6 and np.bincount(sub.train.labels).tolist() == [3, 3]
+    assert sub.valid is data.valid and sub.test is data.test
+    assert [int(t[1:]) % 2 for t in sub.train_texts] == sub.train.labels.tolist()  # texts follow the rows
+    assert sub.train_texts == data.subset(6, seed=1).train_texts != data.subset(6, seed=2).train_texts
+    with pytest.raises(ValueError, match="equal parts"):
+        data.subset(7)
+    with pytest.raises(ValueError, match="cannot take 18"):
+        data.subset(18)
+
+
+def test_imdb_classifier_data_carves_validation_from_train(monkeypatch, tmp_path):
+    import pandas as pd
+
+    monkeypatch.setenv("LESSONLIB_DATA", str(tmp_path))
+
+    def fake_reviews(size, split):
+        return pd.DataFrame({"text": [f"{split} movie {i}" for i in range(10)], "label": np.arange(10) % 2})
+
+    monkeypatch.setattr("lessonlib.data.imdb_reviews", fake_reviews)
+    data = imdb_classifier_data(small_vocab(), "sample", n_valid=3, n_workers=1)
+    assert len(data.train) == 7 and len(data.valid) == 3 and len(data.test) == 10
+    assert not set(data.train_texts) & set(data.valid_texts)
+    assert set(data.train_texts) | set(data.valid_texts) == {f"train movie {i}" for i in range(10)}
+    assert data.test_texts[0] == "test movie 0" and imdb_classifier_data(small_vocab(), n_workers=1).valid is None
 
 
 def test_pooled_features_match_the_model_input_in_dataset_order():
@@ -352,7 +405,7 @@ def test_saved_classifier_predicts_like_the_original(tmp_path):
     saved = save_classifier(classifier_path(tmp_path / "clf" / "lm.pt"), model, path)
     assert saved.name == "lm_classifier.pt"
     again = load_classifier(saved)
-    for text in ["good good film", "bad"]:
+    for text in ["great great fun", "boring"]:
         assert again.predict(text) == pytest.approx(model.predict(text))
     with pytest.raises(FileNotFoundError, match="05_imdb_classifier"):
         load_classifier(tmp_path / "missing.pt")

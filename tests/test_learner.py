@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lessonlib.learner import Learner, accuracy
+from lessonlib.learner import GradNorm, Learner, accuracy
 from lessonlib.schedule import constant, get_schedule, one_cycle
 
 matplotlib.use("Agg")
@@ -230,6 +230,21 @@ def test_callbacks_see_training_flag_and_can_change_the_loss():
     learn.fit(1, 1e-3, show=False)
     assert events == ["fit", ("epoch", 0, True), ("validate", False)]
     assert learn.history["train_loss"][0] > 100 > learn.history["valid_loss"][0]
+
+
+def test_grad_norm_records_the_norm_before_clipping_every_step():
+    norms = GradNorm()
+    learn = make_learner(callbacks=[norms], clip=1e-3)
+    learn.fit(1, 1e-3, show=False)
+    assert len(norms.norms) == len(learn.train_dl) and min(norms.norms) > 1e-3  # before clipping
+
+    class Check(GradNorm):  # the recorded value is the norm clip_grad_norm_ measures
+        def after_backward(self, learn):
+            super().after_backward(learn)
+            measured = nn.utils.clip_grad_norm_(learn.model.parameters(), float("inf"))
+            assert self.norms[-1] == pytest.approx(float(measured), rel=1e-5)
+
+    make_learner(callbacks=[Check()]).fit(1, 1e-3, show=False)
 
 
 def test_metrics_are_weighted_by_batch_size_and_match_get_preds():

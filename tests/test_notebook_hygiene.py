@@ -41,3 +41,38 @@ def test_sanitiser_masks_only_timings_progress_bars_and_addresses():
     assert sanitise("epoch 3: 45%|████▌     | 9/20 [00:01<00:02, 5.1it/s]") == "epoch 3: PROGRESS"
     for kept in ["exp-RMSPE 0.1029", "valid ppl 126.732", "50 stores", "500 pos / 500 neg", "p=0.5"]:
         assert sanitise(kept) == kept
+
+
+def parameter_values(source: str) -> dict:
+    """name -> value of a parameters cell, which must be plain literals: papermill injects its
+    overrides after this cell, so a value computed here from another parameter would ignore them."""
+    import ast
+
+    values = {}
+    for node in ast.parse(source).body:
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
+        if not isinstance(target, ast.Name):
+            raise ValueError(f"line {node.lineno}: a parameters cell holds only `name = value` lines")
+        try:
+            values[node.targets[0].id] = ast.literal_eval(node.value)
+        except ValueError:
+            raise ValueError(f"line {node.lineno}: {ast.unparse(node.value)!r} is not a plain value; "
+                             "derive it in a later cell") from None
+    return values
+
+
+def test_parameter_values_rejects_derived_values():
+    assert parameter_values('preset = "sample"\nseeds = (1, 2)  # note\nlr = -1e-3') == {
+        "preset": "sample", "seeds": (1, 2), "lr": -1e-3}
+    with pytest.raises(ValueError, match="not a plain value"):
+        parameter_values('preset = "sample"\nmax_tokens = 160 if preset == "sample" else None')
+    with pytest.raises(ValueError, match="not a plain value"):
+        parameter_values("n = 3\nseeds = [n + i for i in range(n)]")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_cell_holds_plain_values(path):
+    nb = nbformat.read(path, as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, f"{path.name}: expected one cell tagged 'parameters', found {len(cells)}"
+    assert parameter_values(cells[0].source)

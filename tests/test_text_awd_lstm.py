@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -176,3 +177,30 @@ def test_save_with_decoder_rebuilds_the_language_model(tmp_path):
     assert lm2.decoder.linear.weight is lm2.encoder.embedding.weight
     with pytest.raises(ValueError, match="encoder only"):
         load_language_model(save_encoder(tmp_path / "enc.pt", lm.encoder, vocab))
+
+
+def test_save_with_adaptive_decoder_rebuilds_the_language_model(tmp_path):
+    vocab = Vocab(SPECIAL_TOKENS + [f"w{i}" for i in range(V - len(SPECIAL_TOKENS))])
+    lm = awd_lstm_lm(V, 6, 10, 2, adaptive_cutoffs=(10,)).eval()
+    path = save_encoder(tmp_path / "lm.pt", lm.encoder, vocab, lm.decoder)
+    lm2, _ = load_language_model(path)
+    x = torch.randint(0, V, (2, 5))
+    lm.reset()
+    assert torch.allclose(lm.log_probs(x), lm2.log_probs(x), atol=1e-6)
+    assert not lm2.training
+
+
+@pytest.mark.parametrize("cutoffs", [None, (10, 20)])
+def test_init_bias_makes_the_untrained_model_predict_unigram_frequencies(cutoffs):
+    counts = np.arange(V)[::-1] * 10
+    lm = awd_lstm_lm(V, 16, 10, 2, adaptive_cutoffs=cutoffs)
+    lm.init_bias(counts)
+    with torch.no_grad():
+        probs = lm.eval().decoder.log_probs(torch.zeros(1, 1, 16))[0, 0].exp().double()
+    expected = torch.tensor((counts + 1) / (counts + 1).sum())
+    assert float(probs.sum()) == pytest.approx(1, abs=1e-5)
+    if cutoffs is None:  # exactly the frequencies
+        assert torch.allclose(probs, expected, atol=1e-6)
+    else:  # frequent tokens exactly; each rarer cluster gets its share as a whole
+        assert torch.allclose(probs[:10], expected[:10], rtol=0.01)
+        assert float(probs[10:20].sum()) == pytest.approx(float(expected[10:20].sum()), rel=0.01)

@@ -34,17 +34,27 @@ def test_lm_texts_hold_out_valid_and_never_read_test(monkeypatch):
 
     def fake_reviews(size, split):
         seen.append(split)
-        return pd.DataFrame({"text": [f"{split} {i}" for i in range(10)]})
+        texts = [f"{split} {i}" for i in range(10)]
+        if split == "test":  # two test reviews whose texts the archive also has among train and unsup
+            texts[:2] = ["train 3", "unsup 7"]
+        return pd.DataFrame({"text": texts})
 
     monkeypatch.setattr("lessonlib.data.imdb_reviews", fake_reviews)
     train, valid = lm.lm_texts("sample", valid_fraction=0.1)
-    assert sorted(seen) == ["train", "unsup"]
-    assert len(train) == 18 and len(valid) == 2 and not set(train) & set(valid)
+    assert sorted(seen) == ["test", "train", "unsup"]  # test texts are read only to be dropped
+    assert len(train) == 16 and len(valid) == 2 and not set(train) & set(valid)
+    assert not {"train 3", "unsup 7"} & set(train + valid)
+    assert not any(t.startswith("test") for t in train + valid)
     assert lm.lm_texts("sample") == (train, valid)  # seeded
+    assert len(lm.lm_texts("sample", train_reviews=5, valid_reviews=3)[0]) == 5
+
+
+def test_without_test_texts():
+    assert lm.without_test_texts(["a", "b", "c", "b"], ["b", "z"]) == [0, 2]
 
 
 def test_build_lm_kinds():
-    cfg = dict(lm.LM_PRESETS["sample"], emb_size=4, n_hid=6, n_layers=1)
+    cfg = dict(lm.LM_PRESETS["sample"], emb_size=4, n_hid=6, n_layers=1, adaptive_cutoffs=None)
     assert lm.build_lm("plain", 20, cfg).encoder.rnns[0].weight_p == 0
     assert lm.build_lm("awd", 20, cfg).encoder.rnns[0].weight_p > 0
     with pytest.raises(ValueError, match="'awd' or 'plain'"):

@@ -60,3 +60,28 @@ def test_generate_is_seeded_and_respects_top_k():
     assert "xxunk" not in generate(lm, v, "the", n_tokens=30, seed=2)
     with pytest.raises(ValueError, match="top_k"):
         generate(lm, v, "the", top_k=0)
+
+
+def synthetic_corpus(n_docs=300, seed=0):
+    """Two families of words that never share a context: 'good' words next to 'fun', 'bad' ones to 'dull'."""
+    import random
+
+    rng = random.Random(seed)
+    families = [(["great", "superb", "lovely"], "fun"), (["awful", "boring", "dreadful"], "dull")]
+    return [[w for _ in range(4) for w in (rng.choice(words), context)]
+            for words, context in families for _ in range(n_docs)]
+
+
+def test_word2vec_puts_words_of_the_same_contexts_together():
+    from lessonlib.text.vectors import train_word2vec
+
+    docs = synthetic_corpus()
+    vocab = Vocab.build(docs, min_freq=1)
+    vecs = train_word2vec(docs, vocab, dim=8, epochs=20, workers=1)
+    assert vecs.weights.shape == (len(vocab), 8) and vecs.coverage < 1  # special tokens are not trained
+    w = torch.nn.functional.normalize(vecs.weights, dim=1)
+    sim = lambda a, b: float(w[vocab.stoi[a]] @ w[vocab.stoi[b]])  # noqa: E731
+    assert sim("great", "superb") > sim("great", "boring") + 0.2
+    assert sim("awful", "dreadful") > sim("awful", "lovely") + 0.2
+    again = train_word2vec(docs, vocab, dim=8, epochs=20, workers=1)
+    assert torch.equal(vecs.weights, again.weights)  # one worker: the same vectors every run

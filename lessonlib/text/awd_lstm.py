@@ -164,8 +164,20 @@ class LinearDecoder(nn.Module):
         self.last_input = self.output_dp(h)
         return self.linear(self.last_input)
 
+    def init_bias(self, counts) -> None:
+        """Start the bias at the log unigram frequencies of `counts` (a count per token id), so the
+        untrained model already predicts each token by its frequency (see `LanguageModel.init_bias`)."""
+        with torch.no_grad():
+            self.linear.bias.copy_(_log_freqs(counts))
+
     def log_probs(self, h: torch.Tensor) -> torch.Tensor:
         return F.log_softmax(self.forward(h).float(), dim=-1)
+
+
+def _log_freqs(counts) -> torch.Tensor:
+    """log of the add-one smoothed relative frequencies of `counts`, as float32."""
+    counts = torch.as_tensor(counts, dtype=torch.float64) + 1
+    return (counts / counts.sum()).log().float()
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -191,8 +203,19 @@ class AdaptiveDecoder(nn.Module):
         if not cutoffs:
             raise ValueError(f"cutoffs must be below the vocabulary size {vocab_size}")
         self.output_dp = LockedDropout(output_p)
-        self.asm = nn.AdaptiveLogSoftmaxWithLoss(emb_size, vocab_size, cutoffs, div_value=div_value)
+        self.asm = nn.AdaptiveLogSoftmaxWithLoss(emb_size, vocab_size, cutoffs, div_value=div_value,
+                                                 head_bias=True)
         self.last_input = None
+
+    def init_bias(self, counts) -> None:
+        """Start the head's bias at the log frequencies of its frequent tokens and of each rarer
+        cluster as a whole (see `LanguageModel.init_bias`)."""
+        counts = torch.as_tensor(counts, dtype=torch.float64)
+        first, edges = self.asm.shortlist_size, self.asm.cutoffs
+        clusters = [counts[a:b].sum() for a, b in zip(edges[:-1], edges[1:], strict=True)]
+        head = torch.cat([counts[:first], torch.stack(clusters)])
+        with torch.no_grad():
+            self.asm.head.bias.copy_(_log_freqs(head))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         self.last_input = self.output_dp(h)
@@ -224,6 +247,15 @@ class LanguageModel(nn.Module):
     def log_probs(self, words: torch.Tensor) -> torch.Tensor:
         """Log-probabilities of the next token at every position: (bs, seq, V)."""
         return self.decoder.log_probs(self.encoder(words))
+
+    def init_bias(self, counts) -> None:
+        """Start the decoder's output bias at the log unigram frequencies of the training tokens.
+
+        With a zero bias, the only way an untrained model can express that "the" is far likelier than
+        "zebra" is through its last layer's outputs, so the first steps drive those into saturation,
+        where the LSTM's gradients vanish and it stays a unigram model. Starting from the frequencies
+        leaves the last layer free to learn what depends on context."""
+        self.decoder.init_bias(counts)
 
     def layer_groups(self) -> list[nn.Module]:
         """[rnn 1, ..., rnn n, embedding + decoder] (the tied weight lives in the last group)."""
@@ -280,12 +312,21 @@ class ResetState:
         learn.model.reset()
 
 
-def save_encoder(path, encoder: AWDLSTM, vocab, decoder: LinearDecoder | None = None) -> Path:
+def save_encoder(path, encoder: AWDLSTM, vocab, decoder: nn.Module | None = None) -> Path:
     """Write the encoder's config and weights and the vocabulary to one file, atomically. With the
-    (tied) `decoder`, its bias is kept too, so `load_language_model` can rebuild the whole LM."""
+    `decoder`, its weights are kept too (a tied decoder's bias only; an adaptive softmax whole), so
+    `load_language_model` can rebuild the whole LM."""
     path = Path(path)
     state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
-    extra = {} if decoder is None else {"decoder_bias": decoder.linear.bias.detach().cpu()}
+    extra = {}
+    if isinstance(decoder, LinearDecoder):
+        extra = {"decoder_bias": decoder.linear.bias.detach().cpu()}
+    elif isinstance(decoder, AdaptiveDecoder):
+        weights = {k: v.detach().cpu() for k, v in decoder.state_dict().items()}
+        extra = {"adaptive_decoder": {"cutoffs": decoder.asm.cutoffs[:-1], "div_value": decoder.asm.div_value,
+                                      "state_dict": weights}}
+    elif decoder is not None:
+        raise TypeError(f"cannot save a {type(decoder).__name__}: expected LinearDecoder or AdaptiveDecoder")
     with atomic_write(path) as f:
         torch.save({"format": "lessonlib-awd-lstm-encoder/1", "config": encoder.config, "state_dict": state,
                     "itos": vocab.itos, "counts": vocab.counts, **extra}, f)
@@ -309,14 +350,20 @@ def load_encoder(path, **overrides):
 
 
 def load_language_model(path) -> tuple[LanguageModel, "Vocab"]:  # noqa: F821
-    """(language model, vocab) from a file `save_encoder` wrote with its decoder: for generating text."""
+    """(language model, vocab) in eval mode from a file `save_encoder` wrote with its decoder: for
+    generating text."""
     encoder, vocab = load_encoder(path)
-    bias = torch.load(path, map_location="cpu", weights_only=True).get("decoder_bias")
-    if bias is None:
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    emb_size, vocab_size = encoder.config["emb_size"], encoder.config["vocab_size"]
+    if "decoder_bias" in blob:
+        decoder = LinearDecoder(emb_size, vocab_size, 0.0, tie_to=encoder.embedding.weight)
+        with torch.no_grad():
+            decoder.linear.bias.copy_(blob["decoder_bias"])
+    elif "adaptive_decoder" in blob:
+        spec = blob["adaptive_decoder"]
+        decoder = AdaptiveDecoder(emb_size, vocab_size, spec["cutoffs"], 0.0, spec["div_value"])
+        decoder.load_state_dict(spec["state_dict"])
+    else:
         raise ValueError(f"{path} holds an encoder only: save it with "
                          "save_encoder(..., decoder=model.decoder)")
-    decoder = LinearDecoder(encoder.config["emb_size"], encoder.config["vocab_size"], 0.0,
-                            tie_to=encoder.embedding.weight)
-    with torch.no_grad():
-        decoder.linear.bias.copy_(bias)
     return LanguageModel(encoder, decoder).eval(), vocab

@@ -9,7 +9,7 @@ for gradual unfreezing and discriminative learning rates.
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -242,13 +242,21 @@ class TextClassifier(nn.Module):
         return [*groups, self.head]
 
     def predict(self, text: str) -> tuple[str, float]:
-        """(label, probability of that label) for one review's raw text."""
-        from lessonlib.text.tokenize import tokenize
+        """(label, probability of that label) for one review's raw text.
+
+        A text with no word the vocabulary knows (empty, or only unknown words) raises ValueError: the
+        model would answer from its biases alone, a confident label that means nothing."""
+        from lessonlib.text.tokenize import SPECIAL_TOKENS, tokenize
 
         if self.vocab is None:
             raise ValueError("this classifier has no vocabulary: build it with classifier_from_lm(...) "
                              "or pass vocab= so predict can numericalize text")
-        ids = torch.as_tensor(self.vocab.numericalize(tokenize(text)), dtype=torch.long)
+        ids = self.vocab.numericalize(tokenize(text))
+        special = [self.vocab.stoi[t] for t in SPECIAL_TOKENS]
+        if np.isin(ids, special).all():
+            raise ValueError(f"no word of {text[:60]!r} is in the model's vocabulary (the text is empty or "
+                             "every word is unknown): nothing to classify; give it a review in English")
+        ids = torch.as_tensor(ids, dtype=torch.long)
         device = next(self.parameters()).device
         was_training = self.training
         self.eval()
@@ -332,25 +340,48 @@ def gradual_unfreezing(learn, lrs=(2e-2, 1e-2, 1e-3), epochs=(1, 1, 2), factor: 
 
 @dataclass
 class ClassifierData:
-    """The labelled IMDB reviews as token ids of the LM's vocabulary, with their texts (for display)."""
+    """Labelled IMDB reviews as token ids of the LM's vocabulary, with their texts (for display and for
+    NBSVM): `train` to fit on, `valid` (carved from the labelled train reviews) for anything watched
+    or chosen during training, `test` scored once at the end."""
 
     vocab: object
-    train_texts: list
-    test_texts: list
     train: ClassificationDataset
     test: ClassificationDataset
+    valid: ClassificationDataset | None = None
+    train_texts: list = field(default_factory=list)
+    valid_texts: list = field(default_factory=list)
+    test_texts: list = field(default_factory=list)
 
     def loaders(self, bs: int = 32, seed: int = 0):
-        """(train loader: length-bucketed, reshuffled each epoch; test loader: sorted by length)."""
+        """(train loader: length-bucketed, reshuffled each epoch; valid loader sorted by length, or None)."""
         pad = self.vocab.pad_id
-        return (classification_loader(self.train, bs, pad, train=True, seed=seed),
-                classification_loader(self.test, bs, pad, train=False))
+        valid = None if self.valid is None else classification_loader(self.valid, 2 * bs, pad, train=False)
+        return classification_loader(self.train, bs, pad, train=True, seed=seed), valid
+
+    def test_loader(self, bs: int = 64):
+        return classification_loader(self.test, bs, self.vocab.pad_id, train=False)
+
+    def subset(self, n: int, seed: int = 0) -> "ClassifierData":
+        """The same data with only `n` training reviews, as many of each class (seeded)."""
+        labels = self.train.labels
+        classes = np.unique(labels)
+        if n % len(classes) or n // len(classes) > min(np.sum(labels == c) for c in classes):
+            raise ValueError(f"cannot take {n} reviews, {len(classes)} classes in equal parts, from "
+                             f"{len(labels)} training reviews ({np.bincount(labels).tolist()} per class)")
+        rng = np.random.default_rng(seed)
+        keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[: n // len(classes)]
+                                       for c in classes]))
+        train = ClassificationDataset([self.train.ids[i] for i in keep], labels[keep])
+        texts = [self.train_texts[i] for i in keep] if self.train_texts else []
+        return ClassifierData(self.vocab, train, self.test, self.valid, texts, self.valid_texts,
+                              self.test_texts)
 
 
-def imdb_classifier_data(vocab, size: str = "sample", max_tokens: int | None = None,
-                         n_workers: int | None = None) -> ClassifierData:
-    """The labelled train and test reviews of `size`, tokenized (cached) and numericalized with `vocab`
-    (the LM's), each capped at `max_tokens` (see `ClassificationDataset`)."""
+def imdb_classifier_data(vocab, size: str = "sample", max_tokens: int | None = None, n_valid: int = 0,
+                         seed: int = 0, n_workers: int | None = None) -> ClassifierData:
+    """The labelled train and test reviews of archive `size`, tokenized (cached) and numericalized with
+    `vocab` (the LM's), each capped at `max_tokens` (see `ClassificationDataset`); a seeded `n_valid` of
+    the train reviews are set aside for validation."""
     from lessonlib.data import imdb_reviews
     from lessonlib.text.tokenize import tokenize_texts
 
@@ -358,42 +389,48 @@ def imdb_classifier_data(vocab, size: str = "sample", max_tokens: int | None = N
     for split in ("train", "test"):
         df = imdb_reviews(size, split)
         tokens = tokenize_texts(list(df["text"]), n_workers=n_workers)
-        ids = [vocab.numericalize(t) for t in tokens]
-        parts[split] = (list(df["text"]), ClassificationDataset(ids, df["label"].to_numpy(), max_tokens))
-    return ClassifierData(vocab, parts["train"][0], parts["test"][0], parts["train"][1], parts["test"][1])
+        parts[split] = (list(df["text"]), [vocab.numericalize(t) for t in tokens], df["label"].to_numpy())
+    texts, ids, labels = parts["train"]
+    order = np.random.default_rng(seed).permutation(len(texts))
+    valid, train = np.sort(order[:n_valid]), np.sort(order[n_valid:])
+
+    def part(texts, ids, labels, idx):
+        return ClassificationDataset([ids[i] for i in idx], labels[idx], max_tokens), [texts[i] for i in idx]
+
+    train_ds, train_texts = part(texts, ids, labels, train)
+    valid_ds, valid_texts = part(texts, ids, labels, valid) if n_valid else (None, [])
+    test_texts, test_ids, test_labels = parts["test"]
+    test_ds = ClassificationDataset(test_ids, test_labels, max_tokens)
+    return ClassifierData(vocab, train_ds, test_ds, valid_ds, train_texts, valid_texts, test_texts)
 
 
-def train_classifier(lm_file, data: ClassifierData, pretrained: bool, seed: int, lrs=(2e-2, 1e-2, 1e-3),
-                     epochs=(1, 1, 2), scratch_lr: float = 5e-3, bs: int = 32, clip: float = 0.25,
-                     wd: float = 0.01, drop_mult: float = 0.5, show: bool = True, callbacks=(), amp=None,
-                     factor: float = 2.6, **model_kwargs):
-    """One run of the comparison, through the Learner, validating on the test reviews after each epoch.
+def train_classifier(lm_file, data: ClassifierData, pretrained: bool, seed: int, lr: float = 1e-2,
+                     epochs: int = 8, factor: float = 1.0, stages=None, bs: int = 32, clip: float = 0.25,
+                     wd: float = 0.01, drop_mult: float = 1.0, show: bool = True, callbacks=(), amp=None,
+                     **model_kwargs):
+    """One classifier trained through the Learner, validated after every epoch on `data.valid` (if
+    any); the test reviews are not touched (score them once: `learn.evaluate(data.test_loader())`).
 
-    LM-initialised (`pretrained`): ULMFiT's gradual unfreezing with discriminative LRs (`lrs`, `epochs`
-    per stage, each lower layer group `factor` times less; 1.0 = one LR for all). From scratch: the same
-    architecture with fresh weights, every layer trained for the same total number of epochs at
-    `scratch_lr` (one-cycle; a frozen random encoder would be a straw man), evaluated on the test reviews
-    at the end only. Returns `(learn, stages)`: `stages` is a list of
-    (stage name, test accuracy at its end)."""
+    The encoder starts from the LM saved at `lm_file` (`pretrained`) or from fresh weights of the same
+    architecture. Every layer trains from the start: one-cycle over `epochs` with peak LR `lr` for the
+    head, each lower layer group `factor` times less (1.0: one LR for all). With `stages=(lrs, epochs)`,
+    ULMFiT's gradual unfreezing instead (see `gradual_unfreezing`). `amp`: None = bf16 where the hardware
+    computes it natively. Returns the Learner (`learn.history`: per-epoch validation loss and accuracy)."""
     import torch.nn.functional as F
 
-    from lessonlib.core import seed_everything
+    from lessonlib.core import native_amp, seed_everything
     from lessonlib.learner import Learner, accuracy
 
     seed_everything(seed)
     model = classifier_from_lm(lm_file, pretrained=pretrained, drop_mult=drop_mult, **model_kwargs)
-    train_dl, test_dl = data.loaders(bs, seed)
-    # from scratch there are no stages to watch: evaluate once at the end (saves two test passes)
-    learn = Learner(model, train_dl, test_dl if pretrained else None, F.cross_entropy,
-                    metrics={"acc": accuracy}, clip=clip, wd=wd, callbacks=callbacks, amp=amp)
-    if pretrained:
-        histories = gradual_unfreezing(learn, lrs, epochs, factor=factor, show=show)
-        stages = [(name, float(h["acc"].iloc[-1])) for name, h in histories]
+    train_dl, valid_dl = data.loaders(bs, seed)
+    learn = Learner(model, train_dl, valid_dl, F.cross_entropy, metrics={"acc": accuracy}, clip=clip, wd=wd,
+                    callbacks=callbacks, amp=native_amp() if amp is None else amp)
+    if stages is not None:
+        gradual_unfreezing(learn, *stages, factor=factor, show=show)
     else:
-        learn.fit(sum(epochs), scratch_lr, show=show)
-        learn.valid_dl = test_dl
-        stages = [("all layers", float(learn.evaluate(test_dl)["acc"]))]
-    return learn, stages
+        learn.fit(epochs, discriminative_lrs(lr, len(learn.layer_groups()), factor), show=show)
+    return learn
 
 
 def pooled_features(encoder: nn.Module, dataset: ClassificationDataset, pad_idx: int, bs: int = 64,

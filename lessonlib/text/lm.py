@@ -1,11 +1,15 @@
 """The IMDB language model recipe shared by notebooks 04 and 05: which texts, which sizes, how trained.
 
-The LM sees the train reviews (pos, neg, unsup) WITHOUT labels; 10% of them (seeded) are held out for
-validation perplexity. Test reviews are never used, so notebook 05 can evaluate on them honestly.
+The LM reads the archive's train reviews (pos, neg and unsup) WITHOUT labels, minus any whose text is
+also a test review (the archive repeats a few hundred across splits), so notebook 05's test accuracy
+is measured on text no model has read. A seeded set of reviews is held out for validation perplexity.
+Both presets read the full archive: the sample preset a seeded 20,000 of its ~75,000 LM reviews (what
+two CPU cores read in a few minutes), the full preset all of them.
 
     data = lm_data("sample")                        # tokens, vocabulary, ids, loaders
-    learn = train_lm(data, "awd", LM_PRESETS["sample"])
-    path = imdb_language_model("sample")            # load-or-train: the saved encoder + vocabulary
+    vectors = word_vectors(data, LM_PRESETS["sample"])   # word2vec on the same text: the embedding's start
+    learn = train_lm(data, "awd", LM_PRESETS["sample"], vectors=vectors)
+    path = imdb_language_model("sample")            # load-or-train: the saved LM + vocabulary
 """
 
 import hashlib
@@ -16,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lessonlib.core import seed_everything
+from lessonlib.core import native_amp, seed_everything
 from lessonlib.text.awd_lstm import (
     ResetState,
     RNNRegularizer,
@@ -30,20 +34,22 @@ from lessonlib.text.lm_data import LMLoader
 from lessonlib.text.tokenize import data_cache_dir, tokenize_texts
 from lessonlib.text.vocab import Vocab
 
-# sample: sized for ~2 quiet CPU cores (notebook 04 in a few minutes); full: the lesson's model, for a GPU
+# sample: sized for 2 CPU cores (notebook 04 in under 10 minutes, the LM ~4 of them), an adaptive
+# softmax and bf16 where the CPU computes it natively; full: the 2018 lesson's recipe, for a GPU
 LM_PRESETS = {
-    "sample": dict(train_reviews=2000, emb_size=64, n_hid=192, n_layers=2, min_freq=3, max_size=60_000,
-                   bs=32, bptt=50, epochs=2, lr=1e-2, drop_mult=0.5, wd=0.01, clip=0.3, alpha=2.0, beta=1.0,
+    "sample": dict(archive="full", train_reviews=20_000, valid_reviews=1_000, emb_size=128, n_hid=384,
+                   n_layers=2, min_freq=3, max_size=30_000, w2v_epochs=5, adaptive_cutoffs=(2000, 8000),
+                   bs=128, bptt=50, epochs=1, lr=1e-2, drop_mult=0.3, wd=0.01, clip=0.3, alpha=2.0, beta=1.0,
                    jitter=5),
-    "full": dict(train_reviews=None, emb_size=400, n_hid=1152, n_layers=3, min_freq=3, max_size=60_000,
-                 bs=64, bptt=70, epochs=10, lr=5e-3, drop_mult=0.7, wd=0.01, clip=0.3, alpha=2.0, beta=1.0,
-                 jitter=5),
+    "full": dict(archive="full", train_reviews=None, valid_reviews=None, emb_size=400, n_hid=1152, n_layers=3,
+                 min_freq=3, max_size=60_000, w2v_epochs=0, adaptive_cutoffs=None, bs=64, bptt=70, epochs=10,
+                 lr=5e-3, drop_mult=0.7, wd=0.01, clip=0.3, alpha=2.0, beta=1.0, jitter=5),
 }
 VALID_FRACTION = 0.1
 
 
 def lm_path(size: str = "sample") -> Path:
-    """Where notebook 04 saves the trained encoder + vocabulary:
+    """Where notebook 04 saves the trained LM + vocabulary:
     `<data cache>/models/imdb_lm_<size>_<key>.pt`, the key a hash of LM_PRESETS[size], so a changed
     recipe never picks up a stale model."""
     key = hashlib.sha256(json.dumps(LM_PRESETS.get(size), sort_keys=True).encode()).hexdigest()[:10]
@@ -51,23 +57,30 @@ def lm_path(size: str = "sample") -> Path:
 
 
 def lm_split(n_texts: int, valid_fraction: float = VALID_FRACTION, seed: int = 0,
-             train_reviews: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(train indices, valid indices) into the LM's `n_texts` texts: a seeded `valid_fraction` held
-    out; `train_reviews` keeps only that many (seeded) for training, to fit a time budget."""
+             train_reviews: int | None = None, valid_reviews: int | None = None):
+    """(train indices, valid indices) into the LM's `n_texts` texts: a seeded `valid_reviews` (default:
+    `valid_fraction` of them) held out; `train_reviews` keeps only that many (seeded) for training."""
     order = np.random.default_rng(seed).permutation(n_texts)
-    n_valid = max(1, int(round(n_texts * valid_fraction)))
+    n_valid = valid_reviews or max(1, int(round(n_texts * valid_fraction)))
     train = order[n_valid:] if train_reviews is None else order[n_valid : n_valid + train_reviews]
     return train, order[:n_valid]
 
 
-def lm_texts(size: str = "sample", valid_fraction: float = VALID_FRACTION, seed: int = 0,
-             train_reviews: int | None = None):
-    """(train texts, valid texts): the train split's reviews (pos, neg and unsup, labels dropped),
-    divided by `lm_split`. The test split is not touched."""
+def without_test_texts(texts, test_texts) -> list[int]:
+    """Indices of the `texts` that are not also a test review (exact text)."""
+    test = set(test_texts)
+    return [i for i, t in enumerate(texts) if t not in test]
+
+
+def lm_texts(archive: str = "full", valid_fraction: float = VALID_FRACTION, seed: int = 0,
+             train_reviews: int | None = None, valid_reviews: int | None = None):
+    """(train texts, valid texts): the `archive`'s train reviews (pos, neg and unsup, labels dropped)
+    that are not also test reviews, divided by `lm_split`. Test texts are read only to drop them."""
     from lessonlib.data import imdb_reviews
 
-    texts = [*imdb_reviews(size, "train")["text"], *imdb_reviews(size, "unsup")["text"]]
-    train, valid = lm_split(len(texts), valid_fraction, seed, train_reviews)
+    texts = [*imdb_reviews(archive, "train")["text"], *imdb_reviews(archive, "unsup")["text"]]
+    texts = [texts[i] for i in without_test_texts(texts, imdb_reviews(archive, "test")["text"])]
+    train, valid = lm_split(len(texts), valid_fraction, seed, train_reviews, valid_reviews)
     return [texts[i] for i in train], [texts[i] for i in valid]
 
 
@@ -89,25 +102,47 @@ class LMData:
         valid = LMLoader(self.valid_ids, bs, bptt, rank=rank, world_size=world_size)
         return train, valid
 
+    def token_counts(self) -> np.ndarray:
+        """How often each vocabulary id occurs in the training ids."""
+        return np.bincount(np.concatenate(self.train_ids), minlength=len(self.vocab))
 
-def lm_data(size: str = "sample", min_freq: int = 3, max_size: int = 60_000, n_workers: int | None = None,
-            train_reviews: int | None = None, **_ignored) -> LMData:
-    """Tokenize (cached), build the vocabulary on the training texts only, numericalize."""
-    train_texts, valid_texts = lm_texts(size, train_reviews=train_reviews)
+    def head(self, n_train: int) -> "LMData":
+        """The same data with only the first `n_train` training reviews (same vocabulary)."""
+        return LMData(self.train_tokens[:n_train], self.valid_tokens, self.vocab, self.train_ids[:n_train],
+                      self.valid_ids)
+
+
+def lm_data(size: str = "sample", n_workers: int | None = None) -> LMData:
+    """The texts of LM_PRESETS[size], tokenized (cached), the vocabulary built on the training texts
+    only, numericalized."""
+    cfg = LM_PRESETS[size]
+    train_texts, valid_texts = lm_texts(cfg["archive"], train_reviews=cfg["train_reviews"],
+                                        valid_reviews=cfg["valid_reviews"])
     train_tokens = tokenize_texts(train_texts, n_workers=n_workers)
     valid_tokens = tokenize_texts(valid_texts, n_workers=n_workers)
-    vocab = Vocab.build(train_tokens, min_freq=min_freq, max_size=max_size)
+    vocab = Vocab.build(train_tokens, min_freq=cfg["min_freq"], max_size=cfg["max_size"])
     return LMData(train_tokens, valid_tokens, vocab, [vocab.numericalize(d) for d in train_tokens],
                   [vocab.numericalize(d) for d in valid_tokens])
 
 
-def build_lm(kind: str, vocab_size: int, cfg: dict, adaptive_cutoffs=None):
-    """"awd" (the lesson's dropouts x cfg["drop_mult"]) or "plain" (no dropout) at cfg's sizes."""
-    sizes = dict(emb_size=cfg["emb_size"], n_hid=cfg["n_hid"], n_layers=cfg["n_layers"])
+def word_vectors(data: LMData, cfg: dict):
+    """word2vec vectors (`cfg["emb_size"]` wide, `cfg["w2v_epochs"]` epochs) trained on the LM's own
+    training tokens, one per vocabulary entry: the embedding's starting point. One worker thread, so
+    every run gives the same vectors."""
+    from lessonlib.text.vectors import train_word2vec
+
+    return train_word2vec(data.train_tokens, data.vocab, cfg["emb_size"], cfg["w2v_epochs"], workers=1)
+
+
+def build_lm(kind: str, vocab_size: int, cfg: dict):
+    """"awd" (the lesson's dropouts x cfg["drop_mult"]) or "plain" (no dropout) at cfg's sizes, with an
+    adaptive softmax when cfg["adaptive_cutoffs"] is set."""
+    sizes = dict(emb_size=cfg["emb_size"], n_hid=cfg["n_hid"], n_layers=cfg["n_layers"],
+                 adaptive_cutoffs=cfg.get("adaptive_cutoffs"))
     if kind == "awd":
-        return awd_lstm_lm(vocab_size, drop_mult=cfg["drop_mult"], adaptive_cutoffs=adaptive_cutoffs, **sizes)
+        return awd_lstm_lm(vocab_size, drop_mult=cfg["drop_mult"], **sizes)
     if kind == "plain":
-        return plain_lstm_lm(vocab_size, adaptive_cutoffs=adaptive_cutoffs, **sizes)
+        return plain_lstm_lm(vocab_size, **sizes)
     raise ValueError(f"kind must be 'awd' or 'plain', got {kind!r}")
 
 
@@ -116,42 +151,51 @@ def perplexity(loss: float) -> float:
 
 
 def train_lm(data: LMData, kind: str, cfg: dict, seed: int = 42, epochs: int | None = None, show: bool = True,
-             amp=False, device=None, adaptive_cutoffs=None, callbacks=()):
-    """Build and train an LM through the Learner: one-cycle, AdamW, clipping, hidden state reset each
-    epoch, AR/TAR for "awd", plus any extra `callbacks`. Returns the Learner (history in `learn.history`)."""
+             amp=None, device=None, callbacks=(), vectors=None, lr: float | None = None, clip="cfg"):
+    """Build and train an LM through the Learner: output bias at the unigram frequencies, embedding from
+    `vectors` if given, one-cycle AdamW, gradient clipping (cfg["clip"] unless `clip` says otherwise),
+    hidden state reset each epoch, AR/TAR for "awd", plus any extra `callbacks`. `amp`: None = the
+    hardware's native low precision (`native_amp`). Returns the Learner (history in `learn.history`)."""
     from lessonlib.learner import Learner
+    from lessonlib.text.vectors import init_embedding
 
     seed_everything(seed)
     import lessonlib.distributed as ddp
 
     rank, world = (ddp.rank(), ddp.world_size()) if ddp.launched_by_torchrun() else (0, 1)
     train_dl, valid_dl = data.loaders(cfg["bs"], cfg["bptt"], cfg["jitter"], seed, rank, world)
-    model = build_lm(kind, len(data.vocab), cfg, adaptive_cutoffs)
+    model = build_lm(kind, len(data.vocab), cfg)
+    model.init_bias(data.token_counts())
+    if vectors is not None:
+        init_embedding(model, vectors)
     callbacks = [ResetState(), *callbacks]
     if kind == "awd":
         callbacks.append(RNNRegularizer(cfg["alpha"], cfg["beta"]))
-    if adaptive_cutoffs:
+    if cfg.get("adaptive_cutoffs"):
         loss, metrics = model.decoder.loss, {}
     else:
         loss, metrics = lm_loss, {"acc": lm_accuracy}
-    learn = Learner(model, train_dl, valid_dl, loss, metrics=metrics, wd=cfg["wd"], clip=cfg["clip"],
-                    callbacks=callbacks, amp=amp, device=device)
-    learn.fit(epochs or cfg["epochs"], cfg["lr"], show=show)
+    if amp is None:
+        amp = native_amp(device)
+    learn = Learner(model, train_dl, valid_dl, loss, metrics=metrics, wd=cfg["wd"],
+                    clip=cfg["clip"] if clip == "cfg" else clip, callbacks=callbacks, amp=amp, device=device)
+    learn.fit(epochs or cfg["epochs"], lr or cfg["lr"], show=show)
     return learn
 
 
 def imdb_language_model(size: str = "sample", retrain: bool = False, seed: int = 42,
                         show: bool = True) -> Path:
-    """The saved LM encoder + vocabulary for `size` (path for `load_encoder`); trains it with
-    LM_PRESETS[size] (as notebook 04 does) if the file is missing or `retrain`."""
+    """The saved LM + vocabulary for `size` (path for `load_encoder`); trains it with LM_PRESETS[size]
+    (as notebook 04 does) if the file is missing or `retrain`."""
     path = lm_path(size)
     if path.exists() and not retrain:
         return path
     if size not in LM_PRESETS:
         raise ValueError(f"unknown size {size!r}; known: {sorted(LM_PRESETS)}")
     cfg = LM_PRESETS[size]
-    data = lm_data(size, **cfg)
-    learn = train_lm(data, "awd", cfg, seed=seed, show=show)
+    data = lm_data(size)
+    vectors = word_vectors(data, cfg) if cfg["w2v_epochs"] else None
+    learn = train_lm(data, "awd", cfg, seed=seed, show=show, vectors=vectors)
     return save_encoder(path, learn.model.encoder, data.vocab, learn.model.decoder)
 
 
@@ -166,12 +210,13 @@ def main(argv=None) -> None:
     p.add_argument("--size", default="full", choices=sorted(LM_PRESETS))
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--amp", default=None, help="None (bf16 on CUDA), False, bf16 or fp16")
+    p.add_argument("--amp", default=None, help="None (bf16 where native), False, bf16 or fp16")
     args = p.parse_args(argv)
     cfg = LM_PRESETS[args.size]
-    data = lm_data(args.size, **cfg)
+    data = lm_data(args.size)
     amp = {"None": None, "False": False}.get(args.amp, args.amp)
-    learn = train_lm(data, "awd", cfg, seed=args.seed, epochs=args.epochs, amp=amp)
+    vectors = word_vectors(data, cfg) if cfg["w2v_epochs"] else None
+    learn = train_lm(data, "awd", cfg, seed=args.seed, epochs=args.epochs, amp=amp, vectors=vectors)
     if not ddp.launched_by_torchrun() or ddp.is_main():
         print("saved", save_encoder(lm_path(args.size), learn.model.encoder, data.vocab, learn.model.decoder))
 

@@ -1,9 +1,13 @@
-"""Pretrained word vectors (word2vec / GloVe text format) as a starting point for the embedding."""
+"""Pretrained word vectors as a starting point for the embedding: word2vec trained here on the LM's own
+unlabelled text (`train_word2vec`, with gensim), or a GloVe / word2vec text file (`load_vectors`)."""
 
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from lessonlib.text.tokenize import SPECIAL_TOKENS
 
 
 @dataclass
@@ -58,6 +62,37 @@ def load_vectors(path, vocab, dim: int | None = None) -> PretrainedVectors:
         weights[idx] = torch.tensor(list(rows.values()))
         found[idx] = True
         weights[~found] = weights[found].mean(0)
+    return PretrainedVectors(weights, found)
+
+
+def _stable_hash(text: str) -> int:
+    """gensim seeds each word's starting vector with this; Python's own hash() changes every process."""
+    return zlib.crc32(text.encode())
+
+
+def train_word2vec(docs, vocab, dim: int, epochs: int = 5, window: int = 5, seed: int = 0,
+                   workers: int | None = None) -> PretrainedVectors:
+    """word2vec (CBOW with negative sampling, gensim) trained on `docs` (token lists), one vector per
+    entry of `vocab`.
+
+    Each word's vector is learned from the words around it within `window`, so words used in the same
+    contexts ("superb", "excellent") end up close: the embedding starts out knowing which words are
+    alike instead of from random numbers. gensim's C loops do this in seconds to minutes on a CPU.
+    Entries word2vec never saw (the special tokens it skips, words rarer than the vocabulary's cut)
+    get the mean vector. With `workers=1` the result is the same on every run (more workers race)."""
+    import os
+
+    from gensim.models import Word2Vec
+
+    min_count = min((vocab.counts.get(t, 0) for t in vocab.itos[len(SPECIAL_TOKENS):]), default=1)
+    model = Word2Vec(docs, vector_size=dim, window=window, min_count=max(min_count, 1), epochs=epochs,
+                     seed=seed, workers=workers or os.cpu_count() or 1, sg=0, hashfxn=_stable_hash)
+    weights = torch.zeros(len(vocab), dim)
+    found = torch.tensor([t in model.wv.key_to_index for t in vocab.itos])
+    if found.any():
+        rows = torch.from_numpy(model.wv[[t for t in vocab.itos if t in model.wv.key_to_index]].copy())
+        weights[found] = rows
+        weights[~found] = rows.mean(0)
     return PretrainedVectors(weights, found)
 
 
