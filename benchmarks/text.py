@@ -74,10 +74,10 @@ def bench_lm(args) -> None:
 
     device = torch.device(args.device)
     if args.recipe == "lesson":
-        cfg = dict(emb_size=200, n_hid=500, n_layers=3, bs=64, bptt=70, drop_mult=0.5, jitter=5)
-    else:  # notebook 04's LM: its sizes, batch size and bptt
+        cfg = dict(emb_size=200, n_hid=500, n_layers=3, bs=64, bptt=70, drop_mult=0.5, jitter=5, clip=0.3)
+    else:  # notebook 04's LM: its sizes, batch size, bptt and clipping
         cfg = {k: LM_PRESETS[args.recipe][k] for k in ("emb_size", "n_hid", "n_layers", "bs", "bptt",
-                                                         "drop_mult", "jitter")}
+                                                         "drop_mult", "jitter", "clip")}
     data = lm_data(args.size)
     V = len(data.vocab)
     print(f"\nLM training ({args.recipe} recipe): vocab {V:,}, emb {cfg['emb_size']}, hidden {cfg['n_hid']}, "

@@ -317,8 +317,10 @@ def test_train_classifier_validates_on_the_valid_split_and_never_reads_test(tmp_
     learn = train_classifier(path, data, pretrained=True, seed=0, epochs=2, bs=8, show=False, bptt=4)
     assert len(learn.history) == 2 and learn.history["acc"].notna().all()
     assert learn.history["acc"].iloc[-1] == pytest.approx(learn.evaluate()["acc"])
-    learn = train_classifier(path, toy_data(valid=False), pretrained=False, seed=0, epochs=1, bs=8, show=False)
+    quick = dict(pretrained=False, seed=0, epochs=1, bs=8, show=False)
+    learn = train_classifier(path, toy_data(valid=False), **quick)
     assert learn.valid_dl is None and len(learn.history) == 1
+    assert train_classifier(path, toy_data(), validate=False, **quick).valid_dl is None
     staged = train_classifier(path, toy_data(), pretrained=True, seed=0, stages=((1e-2,) * 3, (1, 1, 0)),
                               bs=8, show=False, bptt=4)
     assert len(staged.history) == 1  # the history of the last stage run
@@ -378,11 +380,13 @@ def test_imdb_classifier_data_carves_validation_from_train(monkeypatch, tmp_path
         return pd.DataFrame({"text": [f"{split} movie {i}" for i in range(10)], "label": np.arange(10) % 2})
 
     monkeypatch.setattr("lessonlib.data.imdb_reviews", fake_reviews)
-    data = imdb_classifier_data(small_vocab(), "sample", n_valid=3, n_workers=1)
-    assert len(data.train) == 7 and len(data.valid) == 3 and len(data.test) == 10
+    data = imdb_classifier_data(small_vocab(), "sample", n_valid=4, n_workers=1)
+    assert len(data.train) == 6 and len(data.valid) == 4 and len(data.test) == 10
+    assert np.bincount(data.valid.labels).tolist() == [2, 2]  # as many of each class
     assert not set(data.train_texts) & set(data.valid_texts)
     assert set(data.train_texts) | set(data.valid_texts) == {f"train movie {i}" for i in range(10)}
-    assert data.test_texts[0] == "test movie 0" and imdb_classifier_data(small_vocab(), n_workers=1).valid is None
+    assert data.test_texts[0] == "test movie 0"
+    assert imdb_classifier_data(small_vocab(), n_workers=1).valid is None
 
 
 def test_pooled_features_match_the_model_input_in_dataset_order():

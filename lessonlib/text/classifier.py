@@ -381,7 +381,7 @@ def imdb_classifier_data(vocab, size: str = "sample", max_tokens: int | None = N
                          seed: int = 0, n_workers: int | None = None) -> ClassifierData:
     """The labelled train and test reviews of archive `size`, tokenized (cached) and numericalized with
     `vocab` (the LM's), each capped at `max_tokens` (see `ClassificationDataset`); a seeded `n_valid` of
-    the train reviews are set aside for validation."""
+    the train reviews, as many of each class, are set aside for validation."""
     from lessonlib.data import imdb_reviews
     from lessonlib.text.tokenize import tokenize_texts
 
@@ -391,8 +391,11 @@ def imdb_classifier_data(vocab, size: str = "sample", max_tokens: int | None = N
         tokens = tokenize_texts(list(df["text"]), n_workers=n_workers)
         parts[split] = (list(df["text"]), [vocab.numericalize(t) for t in tokens], df["label"].to_numpy())
     texts, ids, labels = parts["train"]
-    order = np.random.default_rng(seed).permutation(len(texts))
-    valid, train = np.sort(order[:n_valid]), np.sort(order[n_valid:])
+    classes = np.unique(labels)
+    rng = np.random.default_rng(seed)
+    valid = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[: n_valid // len(classes)]
+                                    for c in classes]))
+    train = np.setdiff1d(np.arange(len(texts)), valid)
 
     def part(texts, ids, labels, idx):
         return ClassificationDataset([ids[i] for i in idx], labels[idx], max_tokens), [texts[i] for i in idx]
@@ -406,10 +409,11 @@ def imdb_classifier_data(vocab, size: str = "sample", max_tokens: int | None = N
 
 def train_classifier(lm_file, data: ClassifierData, pretrained: bool, seed: int, lr: float = 1e-2,
                      epochs: int = 8, factor: float = 1.0, stages=None, bs: int = 32, clip: float = 0.25,
-                     wd: float = 0.01, drop_mult: float = 1.0, show: bool = True, callbacks=(), amp=None,
-                     **model_kwargs):
+                     wd: float = 0.01, drop_mult: float = 1.0, validate: bool = True, show: bool = True,
+                     callbacks=(), amp=None, **model_kwargs):
     """One classifier trained through the Learner, validated after every epoch on `data.valid` (if
-    any); the test reviews are not touched (score them once: `learn.evaluate(data.test_loader())`).
+    any, and `validate`); the test reviews are not touched (score them once:
+    `learn.evaluate(data.test_loader())`).
 
     The encoder starts from the LM saved at `lm_file` (`pretrained`) or from fresh weights of the same
     architecture. Every layer trains from the start: one-cycle over `epochs` with peak LR `lr` for the
@@ -424,7 +428,8 @@ def train_classifier(lm_file, data: ClassifierData, pretrained: bool, seed: int,
     seed_everything(seed)
     model = classifier_from_lm(lm_file, pretrained=pretrained, drop_mult=drop_mult, **model_kwargs)
     train_dl, valid_dl = data.loaders(bs, seed)
-    learn = Learner(model, train_dl, valid_dl, F.cross_entropy, metrics={"acc": accuracy}, clip=clip, wd=wd,
+    learn = Learner(model, train_dl, valid_dl if validate else None, F.cross_entropy,
+                    metrics={"acc": accuracy}, clip=clip, wd=wd,
                     callbacks=callbacks, amp=native_amp() if amp is None else amp)
     if stages is not None:
         gradual_unfreezing(learn, *stages, factor=factor, show=show)

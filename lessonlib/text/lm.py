@@ -151,11 +151,13 @@ def perplexity(loss: float) -> float:
 
 
 def train_lm(data: LMData, kind: str, cfg: dict, seed: int = 42, epochs: int | None = None, show: bool = True,
-             amp=None, device=None, callbacks=(), vectors=None, lr: float | None = None, clip="cfg"):
-    """Build and train an LM through the Learner: output bias at the unigram frequencies, embedding from
-    `vectors` if given, one-cycle AdamW, gradient clipping (cfg["clip"] unless `clip` says otherwise),
-    hidden state reset each epoch, AR/TAR for "awd", plus any extra `callbacks`. `amp`: None = the
-    hardware's native low precision (`native_amp`). Returns the Learner (history in `learn.history`)."""
+             amp=None, device=None, callbacks=(), vectors=None, lr: float | None = None, clip="cfg",
+             init_bias: bool = True):
+    """Build and train an LM through the Learner: output bias at the unigram frequencies (unless
+    `init_bias` is False: as the layer initialises it, without them), embedding from `vectors`, one-cycle
+    AdamW, gradient clipping (cfg["clip"] unless `clip` says otherwise), hidden state reset each epoch,
+    AR/TAR for "awd", plus any extra `callbacks`. `amp`: None = the hardware's native low precision
+    (`native_amp`). Returns the Learner (history in `learn.history`)."""
     from lessonlib.learner import Learner
     from lessonlib.text.vectors import init_embedding
 
@@ -165,7 +167,8 @@ def train_lm(data: LMData, kind: str, cfg: dict, seed: int = 42, epochs: int | N
     rank, world = (ddp.rank(), ddp.world_size()) if ddp.launched_by_torchrun() else (0, 1)
     train_dl, valid_dl = data.loaders(cfg["bs"], cfg["bptt"], cfg["jitter"], seed, rank, world)
     model = build_lm(kind, len(data.vocab), cfg)
-    model.init_bias(data.token_counts())
+    if init_bias:
+        model.init_bias(data.token_counts())
     if vectors is not None:
         init_embedding(model, vectors)
     callbacks = [ResetState(), *callbacks]
