@@ -368,13 +368,18 @@ class ClassifierData:
         if n % len(classes) or n // len(classes) > min(np.sum(labels == c) for c in classes):
             raise ValueError(f"cannot take {n} reviews, {len(classes)} classes in equal parts, from "
                              f"{len(labels)} training reviews ({np.bincount(labels).tolist()} per class)")
-        rng = np.random.default_rng(seed)
-        keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[: n // len(classes)]
-                                       for c in classes]))
+        keep = balanced_indices(labels, n // len(classes), seed)
         train = ClassificationDataset([self.train.ids[i] for i in keep], labels[keep])
         texts = [self.train_texts[i] for i in keep] if self.train_texts else []
         return ClassifierData(self.vocab, train, self.test, self.valid, texts, self.valid_texts,
                               self.test_texts)
+
+
+def balanced_indices(labels, per_class: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of `per_class` seeded-random items of each class in `labels`."""
+    rng = np.random.default_rng(seed)
+    return np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_class]
+                                   for c in np.unique(labels)]))
 
 
 def imdb_classifier_data(vocab, size: str = "sample", max_tokens: int | None = None, n_valid: int = 0,
@@ -391,10 +396,7 @@ def imdb_classifier_data(vocab, size: str = "sample", max_tokens: int | None = N
         tokens = tokenize_texts(list(df["text"]), n_workers=n_workers)
         parts[split] = (list(df["text"]), [vocab.numericalize(t) for t in tokens], df["label"].to_numpy())
     texts, ids, labels = parts["train"]
-    classes = np.unique(labels)
-    rng = np.random.default_rng(seed)
-    valid = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[: n_valid // len(classes)]
-                                    for c in classes]))
+    valid = balanced_indices(labels, n_valid // len(np.unique(labels)), seed)
     train = np.setdiff1d(np.arange(len(texts)), valid)
 
     def part(texts, ids, labels, idx):
