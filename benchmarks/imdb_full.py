@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from lessonlib import distributed as ddp  # noqa: E402
+from lessonlib.callbacks import Callback  # noqa: E402
 from lessonlib.text.classifier import ClassificationDataset, imdb_classifier_data, train_classifier  # noqa: E402
 from lessonlib.text.lm import imdb_language_model  # noqa: E402
 
@@ -46,7 +47,7 @@ def estimate(cfg: dict, train_tokens: int, test_tokens: int, achieved_tflops: fl
     return {"flops_per_token": f, "train_s": train_s, "test_s": test_s}
 
 
-class TrainTimer:
+class TrainTimer(Callback):
     """Callback: tokens (`count(batch)`) and seconds of the training part of each epoch, leaving out the
     first `warmup` training batches of the run (CUDA-synchronised); `rate` is tokens/s."""
 
@@ -63,14 +64,13 @@ class TrainTimer:
     def before_epoch(self, learn):
         self.start = self.now() if self.seen >= self.warmup else None
 
-    def before_batch(self, learn, batch):
+    def before_batch(self, learn):
         if learn.training:
             self.seen += 1
             if self.start is None and self.seen == self.warmup + 1:
                 self.start = self.now()
             if self.seen > self.warmup:
-                self.tokens += self.count(batch)
-        return batch
+                self.tokens += self.count(learn.batch)
 
     def before_validate(self, learn):
         if self.start is not None:

@@ -20,6 +20,7 @@ import json
 import os
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("LESSONLIB_PROGRESS", "0")
@@ -47,9 +48,9 @@ def export(out: Path, size: str) -> None:
     lm_docs = tokens["train"] + tokens["unsup"]  # the order lm_texts uses, before it drops test texts
     keep = np.array(without_test_texts([*frames["train"]["text"], *frames["unsup"]["text"]],
                                        frames["test"]["text"]))
-    train, valid = lm_split(len(keep), train_reviews=cfg["train_reviews"], valid_reviews=cfg["valid_reviews"])
+    train, valid = lm_split(len(keep), train_reviews=cfg.train_reviews, valid_reviews=cfg.valid_reviews)
     lm_train, lm_valid = keep[train], keep[valid]
-    vocab = Vocab.build([lm_docs[i] for i in lm_train], cfg["min_freq"], cfg["max_size"])
+    vocab = Vocab.build([lm_docs[i] for i in lm_train], cfg.min_freq, cfg.max_size)
     if len(vocab) > np.iinfo(np.uint16).max:
         raise ValueError(f"vocabulary of {len(vocab)} does not fit uint16")
     arrays = {"itos": np.array(json.dumps(vocab.itos)), "lm_train": lm_train, "lm_valid": lm_valid}
@@ -106,7 +107,7 @@ def run(args, work: Path) -> None:
     clf = ClassifierData(vocab, ClassificationDataset(*parts["train"]), ClassificationDataset(*parts["test"]))
     clf_train_tokens, clf_test_tokens = int(clf.train.lengths.sum()), int(clf.test.lengths.sum())
     preset = LM_PRESETS[args.preset]
-    cfg = {**preset, "bs": args.lm_bs or preset["bs"], "lr": args.lm_lr or preset["lr"]}
+    cfg = replace(preset, bs=args.lm_bs or preset.bs, lr=args.lm_lr or preset.lr)
     print(f"data loaded in {time.perf_counter() - start:.1f}s: vocab {len(vocab):,}; "
           f"LM {len(lm_train):,} train reviews ({n_tokens(lm_train):,} tokens), valid {len(lm_valid):,}; "
           f"classifier {len(clf.train):,} "
@@ -133,7 +134,7 @@ def run(args, work: Path) -> None:
         if lm_seconds < 30:
             raise SystemExit(f"only {lm_seconds:.0f}s left for the LM: give more --minutes")
         order = np.random.default_rng(args.seed).permutation(len(lm_train))
-        budget_tokens = rates["lm_tokens_per_s"][cfg["bs"]] * lm_seconds / 1.05  # the valid pass
+        budget_tokens = rates["lm_tokens_per_s"][cfg.bs] * lm_seconds / 1.05  # the valid pass
         epochs = max(1, int(budget_tokens // n_tokens(lm_train)))
         docs = lm_train if epochs > 1 else first_tokens([lm_train[i] for i in order], budget_tokens)
         print(f"{lm_seconds:.0f}s left for the LM", end="; ")
@@ -141,7 +142,7 @@ def run(args, work: Path) -> None:
         epochs, docs = args.lm_epochs, lm_train
     print(f"LM: {epochs} epoch(s) of {len(docs):,} reviews ({n_tokens(docs):,} tokens, "
           f"{n_tokens(docs) / n_tokens(lm_train):.0%} of the LM's training set), "
-          f"bs {cfg['bs']}, lr {cfg['lr']:g}")
+          f"bs {cfg.bs}, lr {cfg.lr:g}")
     learn = fit_lm(docs, lm_valid, vocab, cfg, epochs, args.seed, amp)
     results["lm_valid_perplexity"] = float(np.exp(learn.history["valid_loss"].iloc[-1]))
     print(f"LM valid perplexity {results['lm_valid_perplexity']:.1f} "
@@ -180,17 +181,17 @@ def measure_rates(args, cfg, preset, vocab, lm_train, lm_valid, clf, work):
     from lessonlib.text.lm import build_lm
 
     lm_rates, amp = {}, None
-    for bs in dict.fromkeys((preset["bs"], cfg["bs"])):
+    for bs in dict.fromkeys((preset.bs, cfg.bs)):
         timer = TrainTimer(lambda b: b[1].numel(), warmup=15)
-        probe = first_tokens(lm_train, 50 * bs * cfg["bptt"])  # ~50 batches, the first 15 not timed
+        probe = first_tokens(lm_train, 50 * bs * cfg.bptt)  # ~50 batches, the first 15 not timed
         try:
-            fit_lm(probe, lm_valid[:20], vocab, {**cfg, "bs": bs}, 1, args.seed, amp, [timer])
+            fit_lm(probe, lm_valid[:20], vocab, replace(cfg, bs=bs), 1, args.seed, amp, [timer])
         except RuntimeError as e:  # a one-shot check should still report something: retry in fp32
             if amp is False:
                 raise
             print(f"bf16 autocast failed ({e}); going on in fp32")
             amp, timer = False, TrainTimer(lambda b: b[1].numel(), warmup=15)
-            fit_lm(probe, lm_valid[:20], vocab, {**cfg, "bs": bs}, 1, args.seed, amp, [timer])
+            fit_lm(probe, lm_valid[:20], vocab, replace(cfg, bs=bs), 1, args.seed, amp, [timer])
         lm_rates[bs] = timer.rate
         print(f"LM bs {bs}: {timer.rate:,.0f} training tokens/s -> one epoch of the recipe's "
               f"{n_tokens(lm_train):,} tokens in {n_tokens(lm_train) / timer.rate:.0f}s")

@@ -19,7 +19,7 @@ from gemm import gemm_peak
 
 from lessonlib.data import rossmann
 from lessonlib.tabular import features
-from lessonlib.tabular.experiment import fit_sales_model, lesson_style_rmspe
+from lessonlib.tabular.experiment import SalesConfig, fit_sales_model, lesson_style_rmspe
 from lessonlib.tabular.model import exp_rmspe
 from lessonlib.tabular.trees import BLEND_TREES_WEIGHT, blend, fit_sales_trees
 
@@ -34,10 +34,10 @@ def train_and_score(train, valid, args, label: str, n_seeds: int = 1) -> dict:
           f"batch {args.bs}, {args.epochs} epochs at lr {args.lr}, {n_seeds} seed(s)", flush=True)
     preds, seconds, flops, wall = [], 0.0, 0.0, time.perf_counter()
     for seed in range(args.seed, args.seed + n_seeds):
-        run = fit_sales_model(train, valid, features.CAT_NAMES, features.CONT_NAMES, epochs=args.epochs,
-                              lr=args.lr, batch_size=args.bs, layers=args.layers, ps=args.ps,
-                              emb_drop=args.emb_drop, seed=seed, device="cpu", amp=args.amp,
-                              wd=args.wd)
+        cfg = SalesConfig(epochs=args.epochs, lr=args.lr, batch_size=args.bs, layers=args.layers, ps=args.ps,
+                          emb_drop=args.emb_drop, amp=args.amp, wd=args.wd)
+        run = fit_sales_model(train, valid, features.CAT_NAMES, features.CONT_NAMES, cfg, seed=seed,
+                              device="cpu")
         pred, targets = run.learn.get_preds(run.learn.valid_dl)
         preds.append(pred.double())
         seconds += run.seconds

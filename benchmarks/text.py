@@ -20,6 +20,7 @@ import argparse
 import math
 import time
 from contextlib import nullcontext
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -70,18 +71,17 @@ def lm_flops_per_token(model, vocab_size: int, cluster_frac=None) -> float:
 def bench_lm(args) -> None:
     from lessonlib.core import seed_everything
     from lessonlib.text.awd_lstm import lm_loss
-    from lessonlib.text.lm import LM_PRESETS, build_lm, lm_data
+    from lessonlib.text.lm import LM_PRESETS, LMConfig, build_lm, lm_data
 
     device = torch.device(args.device)
     if args.recipe == "lesson":
-        cfg = dict(emb_size=200, n_hid=500, n_layers=3, bs=64, bptt=70, drop_mult=0.5, jitter=5, clip=0.3)
+        cfg = LMConfig(emb_size=200, n_hid=500, n_layers=3, bs=64, bptt=70, drop_mult=0.5)
     else:  # notebook 04's LM: its sizes, batch size, bptt and clipping
-        cfg = {k: LM_PRESETS[args.recipe][k] for k in ("emb_size", "n_hid", "n_layers", "bs", "bptt",
-                                                         "drop_mult", "jitter", "clip")}
+        cfg = LM_PRESETS[args.recipe]
     data = lm_data(args.size)
     V = len(data.vocab)
-    print(f"\nLM training ({args.recipe} recipe): vocab {V:,}, emb {cfg['emb_size']}, hidden {cfg['n_hid']}, "
-          f"{cfg['n_layers']} layers, bs {cfg['bs']}, bptt {cfg['bptt']}, drop_mult {cfg['drop_mult']}; "
+    print(f"\nLM training ({args.recipe} recipe): vocab {V:,}, emb {cfg.emb_size}, hidden {cfg.n_hid}, "
+          f"{cfg.n_layers} layers, bs {cfg.bs}, bptt {cfg.bptt}, drop_mult {cfg.drop_mult}; "
           f"{args.batches} training batches per variant, device {device}, "
           f"torch threads {torch.get_num_threads()}")
     fp32_rates = gemm_peaks(torch.float32, device=device)
@@ -101,13 +101,13 @@ def bench_lm(args) -> None:
             raise SystemExit(f"unknown variant {variant!r}; choose from {VARIANTS}")
         seed_everything(0)
         adaptive = variant.startswith("adaptive")
-        model = build_lm("awd", V, {**cfg, "adaptive_cutoffs": cutoffs if adaptive else None}).to(device)
+        model = build_lm("awd", V, replace(cfg, adaptive_cutoffs=cutoffs if adaptive else None)).to(device)
         model.init_bias(data.token_counts())
         loss_fn = model.decoder.loss if adaptive else lm_loss
         opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.01)
         amp = torch.autocast(device.type, dtype=torch.bfloat16) if "bf16" in variant else nullcontext()
         kernels = torch.backends.mkldnn.flags(enabled=False) if "native" in variant else nullcontext()
-        train_dl, valid_dl = data.loaders(cfg["bs"], cfg["bptt"], cfg["jitter"], seed=0)
+        train_dl, valid_dl = data.loaders(cfg.bs, cfg.bptt, cfg.jitter, seed=0)
         model.train()
         n_tok, seconds = 0, 0.0
         with kernels:
@@ -122,7 +122,7 @@ def bench_lm(args) -> None:
                     h, d = model.encoder.last_output.float(), model.decoder.last_input.float()
                     loss = loss + 2.0 * d.pow(2).mean() + 1.0 * (h[:, 1:] - h[:, :-1]).pow(2).mean()
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["clip"])
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
                 opt.step()
                 opt.zero_grad(set_to_none=True)
                 sync(device)
@@ -146,7 +146,7 @@ def bench_lm(args) -> None:
         print(f"  {variant:18s} {tps:11,.0f} {gf:8.1f} {gf / fp32:11.1%} {gf / bf16:11.1%} {ppl:9.1f}",
               flush=True)
     print(f"  (valid ppl over {args.valid_batches} validation batches after {args.batches} training batches "
-          f"of {cfg['bs'] * cfg['bptt']:,} tokens, lr {args.lr})")
+          f"of {cfg.bs * cfg.bptt:,} tokens, lr {args.lr})")
 
 
 def profile_step(model, loss_fn, x, y) -> None:

@@ -20,7 +20,7 @@ TOKEN_PATTERN = r"[a-z0-9]+(?:'[a-z]+)?"  # words and numbers, keeping contracti
 OUTPUTS = ("sparse", "dense", "scipy")
 
 
-def tokenize(text: str, pattern: str = TOKEN_PATTERN) -> list[str]:
+def words(text: str, pattern: str = TOKEN_PATTERN) -> list[str]:
     """Lower-cased tokens of `text`, with IMDB's `<br />` line breaks removed."""
     return re.findall(pattern, text.lower().replace("<br />", " "))
 
@@ -65,7 +65,7 @@ class BagOfWords:
         self.doc_freq: np.ndarray | None = None  # in how many training texts each feature occurs
 
     def _grams(self, text: str) -> set[str]:
-        return ngrams(tokenize(text, self.token_pattern), self.ngram_range)
+        return ngrams(words(text, self.token_pattern), self.ngram_range)
 
     def fit(self, texts) -> "BagOfWords":
         """Learn the vocabulary from `texts` (the training texts only)."""
@@ -108,9 +108,6 @@ class BagOfWords:
         X = sp.csr_matrix((np.ones(len(indices), dtype=np.float32), np.array(indices, dtype=np.int64),
                            np.array(indptr, dtype=np.int64)), shape=(len(texts), len(self.features)))
         return X if output == "scipy" else to_tensor(X, sparse=output == "sparse")
-
-    def fit_transform(self, texts, output: str = "sparse"):
-        return self.fit(texts).transform(texts, output)
 
 
 def to_tensor(X: sp.csr_matrix, sparse: bool = True) -> torch.Tensor:

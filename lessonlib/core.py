@@ -35,16 +35,11 @@ def atomic_write(path):
         raise
 
 
-def seed_everything(seed: int, deterministic: bool = False) -> int:
-    """Seed python, numpy and torch (all devices); with `deterministic`, ask torch for
-    deterministic kernels too (slower on GPU, and an error where none exists)."""
+def seed_everything(seed: int) -> int:
+    """Seed python, numpy and torch (all devices)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=False)
-        torch.backends.cudnn.benchmark = False
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     return seed
 
 
@@ -114,3 +109,25 @@ def banner(seed: int | None = None, device: torch.device | None = None) -> str:
     if seed is not None:
         parts.append(f"seed {seed}")
     return " | ".join(parts)
+
+
+def n_batches(dl, name: str) -> int:
+    """len(dl), with a clear error for a loader that yields nothing."""
+    n = len(dl)
+    if n == 0:
+        raise ValueError(f"{name} is empty: it yields no batches. Check that its dataset has samples and "
+                         "that batch_size is not larger than the dataset when drop_last=True.")
+    return n
+
+
+@contextmanager
+def eval_mode(model):
+    """`model` in eval mode (dropout off, batch norm on its running statistics) and without gradients
+    inside the block; back in its previous mode afterwards, also after an error."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)

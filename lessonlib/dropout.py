@@ -7,6 +7,7 @@ and Monte Carlo dropout at inference.
     probs = mc_predict(model, dl, n_samples=50)  # (samples, rows, classes) with dropout left on
 """
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 
@@ -17,7 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lessonlib.bow import rows_loader
-from lessonlib.core import progress, seed_everything
+from lessonlib.callbacks import Callback
+from lessonlib.core import eval_mode, progress, seed_everything
 from lessonlib.learner import Learner, accuracy
 
 
@@ -128,7 +130,7 @@ def binary_logit_accuracy(pred, y):
 
 
 # ---- training runs and the sweep -------------------------------------------------------------------------
-class EvalTrainLoss:
+class EvalTrainLoss(Callback):
     """Learner callback: after every epoch, measure the loss and accuracy on the training data again in
     eval mode (dropout off, weights as at the epoch's end); adds columns train_loss_eval, train_acc_eval."""
 
@@ -137,10 +139,8 @@ class EvalTrainLoss:
 
     def after_epoch(self, learn):
         stats = learn.evaluate(self.dl)
-        row = learn.history.index[-1]
-        learn.history.loc[row, "train_loss_eval"] = stats["loss"]
-        for name in learn.metrics:
-            learn.history.loc[row, f"train_{name}_eval"] = stats[name]
+        learn.recorder.log(train_loss_eval=stats["loss"],
+                           **{f"train_{name}_eval": stats[name] for name in learn.metrics})
 
 
 def train_run(model: nn.Module, data: Sequence, epochs: int, lr: float, seed: int = 0,
@@ -178,7 +178,7 @@ def sweep(make_model: Callable[..., nn.Module], data: Sequence, grid: dict[str, 
     if len(seeds) == 0:
         raise ValueError("seeds must hold at least one seed")
     names = list(grid)
-    combos = [dict(zip(names, values, strict=True)) for values in _product([grid[n] for n in names])]
+    combos = [dict(zip(names, values, strict=True)) for values in itertools.product(*grid.values())]
     frames = []
     for params in progress(combos, desc="sweep"):
         for seed in seeds:
@@ -196,15 +196,6 @@ def sweep(make_model: Callable[..., nn.Module], data: Sequence, grid: dict[str, 
     out = pd.concat(frames, ignore_index=True)
     first = [*names, "seed", "epoch"]
     return out[first + [c for c in out.columns if c not in first]]
-
-
-def _product(lists):
-    if not lists:
-        yield ()
-        return
-    for v in lists[0]:
-        for rest in _product(lists[1:]):
-            yield (v, *rest)
 
 
 def run_summary(hist: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
@@ -238,24 +229,19 @@ def mc_predict(model: nn.Module, dl, n_samples: int = 50, seed: int = 0) -> tupl
     drops = [m for m in model.modules() if isinstance(m, (nn.Dropout, Dropout))]
     if not drops:
         raise ValueError("the model has no dropout layer: Monte Carlo dropout needs one")
-    was_training = model.training
     device = next(model.parameters()).device
-    model.eval()
-    for m in drops:
-        m.train()
     torch.manual_seed(seed)
     samples, targets = [], None
-    try:
-        with torch.no_grad():
-            for _ in range(n_samples):
-                probs, ys = [], []
-                for x, y in dl:
-                    probs.append(model(x.to(device)).float().softmax(-1).cpu())
-                    ys.append(y)
-                samples.append(torch.cat(probs))
-                targets = torch.cat(ys)
-    finally:
-        model.train(was_training)
+    with eval_mode(model):
+        for m in drops:
+            m.train()
+        for _ in range(n_samples):
+            probs, ys = [], []
+            for x, y in dl:
+                probs.append(model(x.to(device)).float().softmax(-1).cpu())
+                ys.append(y)
+            samples.append(torch.cat(probs))
+            targets = torch.cat(ys)
     return torch.stack(samples), targets
 
 

@@ -1,7 +1,7 @@
 """A drop-in `nn.Linear` whose fp32 CPU matmuls run through oneDNN instead of MKL.
 
 Torch's CPU matmul calls MKL, which on AMD processors picks a kernel about half as fast as oneDNN's
-(measured on this project's 2-core AMD EPYC: ~215 vs ~475 GFLOP/s, `benchmarks/gemm.py`). oneDNN ships
+(`benchmarks/gemm.py` measures both; figures in benchmarks/README.md). oneDNN ships
 inside torch; this layer calls it for the forward product and both backward products. Anywhere else
 (GPU, autocast, other dtypes, a torch without the op) it is exactly `nn.Linear`. Same parameters and
 state_dict keys as `nn.Linear`, so checkpoints load either way; results agree to float rounding.

@@ -13,8 +13,9 @@ def _check_columns(df: pd.DataFrame, *columns) -> None:
         raise KeyError(f"column(s) {missing} not in the DataFrame; it has {list(df.columns)}")
 
 
-def _axes(ax):
-    return ax if ax is not None else plt.subplots(figsize=(6, 4))[1]
+def new_axes():
+    """Fresh axes of the size every lessonlib plot uses when not given some."""
+    return plt.subplots(figsize=(6, 4))[1]
 
 
 def plot_curves(df: pd.DataFrame, x: str, y: str, group: str | None = None, ax=None, label: str = "{}",
@@ -22,7 +23,7 @@ def plot_curves(df: pd.DataFrame, x: str, y: str, group: str | None = None, ax=N
     """One line per value of `group`: the mean of `y` at each `x` over the rows sharing them (the seeds),
     with a band of ± one standard deviation. `label` formats the group value (e.g. "p={}")."""
     _check_columns(df, x, y, group)
-    ax = _axes(ax)
+    ax = ax if ax is not None else new_axes()
     groups = [(None, df)] if group is None else list(df.groupby(group, sort=True))
     cmap = plt.get_cmap("viridis")
     for i, (value, part) in enumerate(groups):
@@ -43,7 +44,7 @@ def plot_vs_param(df: pd.DataFrame, x: str, y: str, group: str | None = None, ye
     Without `yerr`, the rows sharing an x (the seeds) are averaged and the bars are ± one standard
     deviation; with `yerr`, each row is one point and that column gives its bar (e.g. a standard error)."""
     _check_columns(df, x, y, group, yerr)
-    ax = _axes(ax)
+    ax = ax if ax is not None else new_axes()
     errorbar_kw.setdefault("marker", "o")
     errorbar_kw.setdefault("capsize", 3)
     groups = [(None, df)] if group is None else list(df.groupby(group, sort=True))

@@ -1,8 +1,8 @@
 """Dropout for small p that costs what it drops, not what it keeps.
 
 `nn.Dropout` draws one random number per activation. At the lesson's Rossmann rates (p = 0.001 and 0.01
-after layers 1000 and 500 wide) that was a fifth of a CPU training step, more than the first layer's
-matmul. `SmallPDropout` draws how many of the n activations to drop, k ~ Binomial(n, p), then which: a
+after layers 1000 and 500 wide) drawing them, for so few drops, rivalled the first layer's matmul on
+a CPU. `SmallPDropout` draws how many of the n activations to drop, k ~ Binomial(n, p), then which: a
 uniformly random k-subset. Every activation is then dropped independently with probability p, exactly as
 in `nn.Dropout`, and the kept ones are scaled by 1 / (1 - p) (inverted dropout).
 """

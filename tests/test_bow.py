@@ -3,13 +3,13 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from lessonlib.bow import BagOfWords, ngrams, rows_loader, to_tensor, tokenize
+from lessonlib.bow import BagOfWords, ngrams, rows_loader, to_tensor, words
 
 TEXTS = ["The movie was good, good fun.", "A bad movie.<br />Bad acting", "good acting, bad plot"]
 
 
 def test_tokenize_lowercases_and_drops_html_breaks():
-    assert tokenize("Great<br />FILM, don't miss") == ["great", "film", "don't", "miss"]
+    assert words("Great<br />FILM, don't miss") == ["great", "film", "don't", "miss"]
 
 
 def test_ngrams_are_distinct_and_joined_by_spaces():
@@ -32,7 +32,7 @@ def test_features_are_binary_and_match_the_vocabulary():
     assert set(X.unique().tolist()) == {0.0, 1.0}  # "good" twice in text 0 still gives 1
     for i, text in enumerate(TEXTS):
         present = {bow.features[j] for j in X[i].nonzero().flatten().tolist()}
-        assert present == set(tokenize(text))
+        assert present == set(words(text))
 
 
 def test_bigrams_min_df_and_max_features():

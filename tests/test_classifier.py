@@ -17,6 +17,7 @@ from lessonlib.text.classifier import (
     TextClassifier,
     classification_loader,
     classifier_from_lm,
+    classifier_run,
     concat_pool,
     discriminative_lrs,
     gradual_unfreezing,
@@ -24,6 +25,7 @@ from lessonlib.text.classifier import (
     pad_collate,
     padding_fraction,
     pooled_features,
+    predict_probs,
     train_classifier,
 )
 from lessonlib.text.tokenize import SPECIAL_TOKENS, tokenize
@@ -196,11 +198,16 @@ def test_all_padding_row_fails_clearly():
 
 
 def test_pooling_head_shapes_and_layers():
-    head = PoolingHead(d=8, n_classes=3, hidden=5)
-    kinds = [type(m).__name__ for m in head.layers]
-    assert kinds == ["BatchNorm1d", "Dropout", "Linear", "ReLU", "BatchNorm1d", "Dropout", "Linear"]
-    out = head(torch.randn(4, 7, 8), torch.ones(4, 7, dtype=torch.bool), torch.randn(4, 8))
+    head = PoolingHead(d=8, n_classes=3, hidden=5).eval()
+    outputs, last = torch.randn(4, 7, 8), torch.randn(4, 8)
+    out = head(outputs, torch.ones(4, 7, dtype=torch.bool), last)
     assert out.shape == (4, 3)
+    # padding positions are left out of the pooling: changing them changes nothing
+    mask = torch.ones(4, 7, dtype=torch.bool)
+    mask[:, 5:] = False
+    changed = outputs.clone()
+    changed[:, 5:] = 100.0
+    assert torch.allclose(head(outputs, mask, last), head(changed, mask, last))
 
 
 def test_layer_groups_end_with_the_head():
@@ -346,7 +353,7 @@ def test_train_classifier_passes_the_lr_factor_to_every_layer_group(tmp_path, fa
     peaks = []
 
     class PeakLRs:  # records each parameter group's highest LR during the run
-        def after_loss(self, learn, loss, pred, y):
+        def after_loss(self, learn):
             lrs = [g["lr"] for g in learn.opt.param_groups]
             peaks[:] = lrs if not peaks else [max(a, b) for a, b in zip(peaks, lrs, strict=True)]
 
@@ -379,7 +386,7 @@ def test_imdb_classifier_data_carves_validation_from_train(monkeypatch, tmp_path
     def fake_reviews(size, split):
         return pd.DataFrame({"text": [f"{split} movie {i}" for i in range(10)], "label": np.arange(10) % 2})
 
-    monkeypatch.setattr("lessonlib.data.imdb_reviews", fake_reviews)
+    monkeypatch.setattr("lessonlib.text.classifier.imdb_reviews", fake_reviews)
     data = imdb_classifier_data(small_vocab(), "sample", n_valid=4, n_workers=1)
     assert len(data.train) == 6 and len(data.valid) == 4 and len(data.test) == 10
     assert np.bincount(data.valid.labels).tolist() == [2, 2]  # as many of each class
@@ -413,3 +420,19 @@ def test_saved_classifier_predicts_like_the_original(tmp_path):
         assert again.predict(text) == pytest.approx(model.predict(text))
     with pytest.raises(FileNotFoundError, match="05_imdb_classifier"):
         load_classifier(tmp_path / "missing.pt")
+
+
+def test_classifier_run_returns_history_one_test_score_and_weights_on_request(tmp_path):
+    path, _ = saved_lm_encoder(tmp_path)
+    data = toy_data()
+    run = classifier_run(path, data, pretrained=True, seed=0, lr=1e-2, epochs=2, bs=8, keep_weights=True)
+    assert len(run["history"]) == 2 and run["history"]["acc"].notna().all()
+    model = classifier_from_lm(path, pretrained=False)
+    model.load_state_dict(run["weights"])
+    probs, targets, index = predict_probs(model, data.test_loader(bs=4))
+    # the run scored in bf16 where the CPU has it, predict_probs in fp32: one review may flip
+    assert run["test_acc"] == pytest.approx((probs.argmax(1) == targets).float().mean().item(), abs=1.01 / 16)
+    assert torch.allclose(probs.sum(1), torch.ones(len(probs)))
+    assert sorted(index.tolist()) == list(range(len(data.test)))
+    assert torch.equal(targets, torch.as_tensor(data.test.labels[index]))
+    assert "weights" not in classifier_run(path, data, pretrained=False, seed=0, lr=1e-2, epochs=1, bs=8)

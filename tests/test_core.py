@@ -20,10 +20,14 @@ def test_seed_everything_repeats_python_numpy_and_torch_draws():
     assert draw() != first
 
 
-def test_default_device_is_cpu_without_accelerators():
-    device = core.default_device()
-    if not torch.cuda.is_available():
-        assert device.type in ("cpu", "mps")
+def test_default_device_prefers_cuda_then_mps_then_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert core.default_device().type == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert core.default_device().type == "mps"
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert core.default_device().type == "cpu"
 
 
 def test_banner_is_one_line_with_versions_and_seed():
@@ -36,7 +40,7 @@ def test_progress_can_be_switched_off(monkeypatch):
     monkeypatch.setenv("LESSONLIB_PROGRESS", "0")
     assert core.progress(range(3)).disable
     monkeypatch.setenv("LESSONLIB_PROGRESS", "1")
-    assert core.progress_enabled() is not False
+    assert core.progress_enabled() and not core.progress(range(3)).disable
 
 
 class CountingIterable:

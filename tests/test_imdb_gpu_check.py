@@ -3,6 +3,7 @@ imdb_classifier_data would build (same LM split, vocabulary, ids, labels), and i
 (which it uses) counts right."""
 
 import importlib.util
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +36,9 @@ def test_export_then_load_gives_the_notebooks_split_vocab_ids_and_labels(check, 
     from lessonlib.text.vocab import Vocab
 
     monkeypatch.setenv("LESSONLIB_DATA", str(tmp_path / "cache"))
-    monkeypatch.setattr("lessonlib.data.imdb_reviews", fake_reviews)
-    monkeypatch.setitem(lm.LM_PRESETS, "full", {**lm.LM_PRESETS["full"], "min_freq": 2})
+    monkeypatch.setattr("lessonlib.data.imdb_reviews", fake_reviews)  # what the export reads
+    monkeypatch.setattr("lessonlib.text.lm.imdb_reviews", fake_reviews)  # what lm_texts reads
+    monkeypatch.setitem(lm.LM_PRESETS, "full", replace(lm.LM_PRESETS["full"], min_freq=2))
     check.export(tmp_path / "ids.npz", "sample")
     vocab, parts, lm_train, lm_valid = check.load(tmp_path / "ids.npz")
 
@@ -63,8 +65,8 @@ def test_first_tokens_and_the_timer_skips_warm_up_batches(check):
 
     for epoch in range(2):
         timer.before_epoch(Learn)
-        for batch in ([1], [1, 2], [1, 2, 3]):
-            timer.before_batch(Learn, batch)
+        for Learn.batch in ([1], [1, 2], [1, 2, 3]):
+            timer.before_batch(Learn)
         timer.before_validate(Learn) if epoch == 0 else timer.after_fit(Learn)
     assert timer.tokens == 5 + 6 and timer.seconds > 0  # only the run's first batch is warm-up
     assert timer.start is None and timer.rate == timer.tokens / timer.seconds

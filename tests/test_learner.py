@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lessonlib.learner import GradNorm, Learner, accuracy
+from lessonlib.callbacks import GradNorm
+from lessonlib.learner import Learner, accuracy
 from lessonlib.schedule import constant, get_schedule, one_cycle
 
 matplotlib.use("Agg")
@@ -76,11 +77,10 @@ class Recorder:
     def __init__(self):
         self.lrs, self.moms = [], []
 
-    def before_batch(self, learn, batch):
+    def before_batch(self, learn):
         if learn.training:
             self.lrs.append(learn.opt.param_groups[0]["lr"])
             self.moms.append(learn.opt.param_groups[0]["betas"][0])
-        return batch
 
 
 def test_loss_falls_and_history_has_one_row_per_epoch(capsys):
@@ -223,8 +223,9 @@ def test_callbacks_see_training_flag_and_can_change_the_loss():
         def before_validate(self, learn):
             events.append(("validate", learn.training))
 
-        def after_loss(self, learn, loss, pred, target):
-            return loss + 100.0 if learn.training else loss
+        def after_loss(self, learn):
+            if learn.training:
+                learn.loss = learn.loss + 100.0
 
     learn = make_learner(callbacks=[Cb()])
     learn.fit(1, 1e-3, show=False)
@@ -294,8 +295,8 @@ def test_bf16_autocast_on_cpu_trains_like_fp32():
     dtypes = set()
 
     class Spy:
-        def after_loss(self, learn, loss, pred, target):
-            dtypes.add(pred.dtype)
+        def after_loss(self, learn):
+            dtypes.add(learn.pred.dtype)
 
     learn = make_learner(amp="bf16", callbacks=[Spy()])
     start = learn.evaluate()["loss"]

@@ -1,6 +1,7 @@
 """One end-to-end Rossmann run on the tiny hand-made tables: features -> processor -> Learner."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -9,7 +10,7 @@ import torch
 from test_tabular_features import write_tables
 
 from lessonlib.tabular import features
-from lessonlib.tabular.experiment import fit_sales_model, lesson_style_rmspe
+from lessonlib.tabular.experiment import SalesConfig, fit_sales_model, lesson_style_rmspe
 from lessonlib.tabular.loader import frame_loader
 from lessonlib.tabular.model import exp_rmspe, rmspe_log_scale
 
@@ -18,8 +19,9 @@ def test_fit_sales_model_runs_and_scores(tmp_path):
     train, _ = features.build(write_tables(tmp_path))
     rows = features.sales_rows(train)
     fit, valid = features.split(rows, ("2015-07-29", "2015-07-31"))
-    run = fit_sales_model(fit, valid, ["Store", "DayOfWeek"], ["trend", "Promo"], epochs=2, lr=1e-2,
-                          batch_size=4, layers=(8,), ps=(0.0,), show=False, device="cpu")
+    cfg = SalesConfig(epochs=2, lr=1e-2, batch_size=4, layers=(8,), ps=(0.0,))
+    cats, conts = ["Store", "DayOfWeek"], ["trend", "Promo"]
+    run = fit_sales_model(fit, valid, cats, conts, cfg, show=False, device="cpu")
     assert math.isfinite(run.rmspe) and run.rmspe < 1.0  # sales ~1000 +- 10%: must not be wild
     assert len(run.learn.history) == 2 and run.seconds > 0
     assert run.proc.categories["Store"] == [1, 2]
@@ -31,10 +33,11 @@ def test_fit_sales_model_runs_and_scores(tmp_path):
 def test_fit_sales_model_fits_the_rmspe_scale_on_training_rows_only(tmp_path):
     train, _ = features.build(write_tables(tmp_path))
     fit, valid = features.split(features.sales_rows(train), ("2015-07-29", "2015-07-31"))
-    kw = dict(epochs=2, lr=1e-2, batch_size=4, layers=(8,), ps=(0.0,), show=False, device="cpu", seed=3)
+    cfg = SalesConfig(epochs=2, lr=1e-2, batch_size=4, layers=(8,), ps=(0.0,))
+    kw = dict(show=False, device="cpu", seed=3)
     cats, conts = ["Store", "DayOfWeek"], ["trend", "Promo"]
-    plain = fit_sales_model(fit, valid, cats, conts, rmspe_scale=False, **kw)
-    scaled = fit_sales_model(fit, valid, cats, conts, **kw)
+    plain = fit_sales_model(fit, valid, cats, conts, replace(cfg, rmspe_scale=False), **kw)
+    scaled = fit_sales_model(fit, valid, cats, conts, cfg, **kw)
     assert plain.learn.model.log_scale.item() == 0.0
     shift = scaled.learn.model.log_scale.item()
     train_dl = frame_loader(plain.proc, fit, batch_size=64)
@@ -48,8 +51,10 @@ def test_fit_sales_model_fits_the_rmspe_scale_on_training_rows_only(tmp_path):
 def test_fit_sales_model_caps_predictions_per_store_from_training_rows(tmp_path):
     train, _ = features.build(write_tables(tmp_path))
     fit, valid = features.split(features.sales_rows(train), ("2015-07-29", "2015-07-31"))
-    kw = dict(epochs=1, lr=1e-2, batch_size=4, layers=(8,), ps=(0.0,), show=False, device="cpu")
-    run = fit_sales_model(fit, valid, ["Store", "DayOfWeek"], ["trend", "Promo"], **kw)
+    cfg = SalesConfig(epochs=1, lr=1e-2, batch_size=4, layers=(8,), ps=(0.0,))
+    kw = dict(show=False, device="cpu")
+    columns = ["Store", "DayOfWeek"], ["trend", "Promo"]
+    run = fit_sales_model(fit, valid, *columns, cfg, **kw)
     model = run.learn.model
     best = np.log(fit.groupby("Store")["Sales"].max())
     codes = run.proc.codes(pd.DataFrame({"Store": best.index}), "Store")
@@ -58,10 +63,10 @@ def test_fit_sales_model_caps_predictions_per_store_from_training_rows(tmp_path)
     preds, _ = run.learn.get_preds()
     cats, _ = run.proc.transform(valid)
     assert (preds <= model.log_cap[torch.from_numpy(cats[:, 0])] + 1e-6).all()
-    plain = fit_sales_model(fit, valid, ["Store", "DayOfWeek"], ["trend", "Promo"], cap_by=None, **kw)
+    plain = fit_sales_model(fit, valid, *columns, replace(cfg, cap_by=None), **kw)
     assert not hasattr(plain.learn.model, "log_cap")
     with pytest.raises(ValueError, match="cap_by='Region' is not one of the categorical columns"):
-        fit_sales_model(fit, valid, ["Store", "DayOfWeek"], ["trend", "Promo"], cap_by="Region", **kw)
+        fit_sales_model(fit, valid, *columns, replace(cfg, cap_by="Region"), **kw)
 
 
 def test_lesson_style_rmspe_batches_rows_newest_date_first_then_by_store():

@@ -128,12 +128,15 @@ def test_ar_tar_add_to_training_loss_only():
     lm(x)
 
     class Fake:
-        model, training = lm, True
+        model, training, loss = lm, True, torch.tensor(1.0)
 
-    base = torch.tensor(1.0)
-    assert RNNRegularizer(2.0, 1.0).after_loss(Fake, base, None, None) > base
-    Fake.training = False
-    assert RNNRegularizer(2.0, 1.0).after_loss(Fake, base, None, None) == base
+    h = lm.encoder.last_output
+    expected = 1.0 + 2.0 * lm.decoder.last_input.pow(2).mean() + 0.5 * (h[:, 1:] - h[:, :-1]).pow(2).mean()
+    RNNRegularizer(2.0, 0.5).after_loss(Fake)
+    assert torch.allclose(Fake.loss, expected)
+    Fake.training, Fake.loss = False, torch.tensor(1.0)
+    RNNRegularizer(2.0, 0.5).after_loss(Fake)
+    assert Fake.loss == 1.0  # validation losses stay comparable across models
 
 
 def test_training_through_learner_lowers_loss_on_a_repeated_text():

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 
 from lessonlib.text import lm
@@ -12,7 +14,7 @@ def test_lm_path_lives_in_the_data_cache(tmp_path, monkeypatch):
 def test_lm_path_changes_with_the_recipe(tmp_path, monkeypatch):
     monkeypatch.setenv("LESSONLIB_DATA", str(tmp_path))
     before = lm.lm_path("sample")
-    monkeypatch.setitem(lm.LM_PRESETS, "sample", dict(lm.LM_PRESETS["sample"], epochs=99))
+    monkeypatch.setitem(lm.LM_PRESETS, "sample", replace(lm.LM_PRESETS["sample"], epochs=99))
     assert lm.lm_path("sample") != before
 
 
@@ -39,7 +41,7 @@ def test_lm_texts_hold_out_valid_and_never_read_test(monkeypatch):
             texts[:2] = ["train 3", "unsup 7"]
         return pd.DataFrame({"text": texts})
 
-    monkeypatch.setattr("lessonlib.data.imdb_reviews", fake_reviews)
+    monkeypatch.setattr("lessonlib.text.lm.imdb_reviews", fake_reviews)
     train, valid = lm.lm_texts("sample", valid_fraction=0.1)
     assert sorted(seen) == ["test", "train", "unsup"]  # test texts are read only to be dropped
     assert len(train) == 16 and len(valid) == 2 and not set(train) & set(valid)
@@ -54,7 +56,7 @@ def test_without_test_texts():
 
 
 def test_build_lm_kinds():
-    cfg = dict(lm.LM_PRESETS["sample"], emb_size=4, n_hid=6, n_layers=1, adaptive_cutoffs=None)
+    cfg = replace(lm.LM_PRESETS["sample"], emb_size=4, n_hid=6, n_layers=1, adaptive_cutoffs=None)
     assert lm.build_lm("plain", 20, cfg).encoder.rnns[0].weight_p == 0
     assert lm.build_lm("awd", 20, cfg).encoder.rnns[0].weight_p > 0
     with pytest.raises(ValueError, match="'awd' or 'plain'"):

@@ -24,6 +24,7 @@ import urllib.error
 import urllib.request
 import zlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -291,22 +292,26 @@ def extract(archive: Path, dest: Path) -> None:
     if not hasattr(tarfile, "data_filter"):
         raise DataError("Safe extraction needs tarfile's data filter: Python 3.10.12+, 3.11.4+ or 3.12+. "
                         f"This is Python {sys.version.split()[0]}; please upgrade it.")
+    with _tar_errors(archive), tarfile.open(archive, "r:*") as tar:
+        for member in progress(tar, desc=f"extract {archive.name}", unit=" files"):
+            _check_member(member.name, archive)
+            tar.extract(member, dest, filter="data")
+        _read_to_end(tar)
+
+
+@contextmanager
+def _tar_errors(archive: Path):
+    """Every way reading the tar archive can fail (an unsafe member, a truncated or damaged stream)
+    becomes one CorruptArchiveError that names the archive and says what to do."""
     try:
-        with tarfile.open(archive, "r:*") as tar:
-            for member in progress(tar, desc=f"extract {archive.name}", unit=" files"):
-                _check_member(member.name, archive)
-                tar.extract(member, dest, filter="data")
-            _read_to_end(tar)
+        yield
     except tarfile.FilterError as error:
         raise _corrupt(archive, CorruptArchiveError(f"unsafe member refused: {error}")) from None
     except CorruptArchiveError as error:
         raise _corrupt(archive, error) from None
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as error:
-        raise _corrupt(archive, _damaged(error)) from error
-
-
-def _damaged(error: Exception) -> CorruptArchiveError:
-    return CorruptArchiveError(f"it is truncated or damaged ({type(error).__name__}: {error})")
+        damaged = CorruptArchiveError(f"it is truncated or damaged ({type(error).__name__}: {error})")
+        raise _corrupt(archive, damaged) from error
 
 
 def _read_to_end(tar: tarfile.TarFile) -> None:
@@ -317,17 +322,12 @@ def _read_to_end(tar: tarfile.TarFile) -> None:
 
 def archive_files(archive: Path) -> Files:
     """The regular files of a tar archive as (relative path, read) pairs, in archive order."""
-    try:
-        with tarfile.open(archive, "r:*") as tar:
-            for member in tar:
-                name = _check_member(member.name, archive)
-                if member.isfile():
-                    yield name, lambda member=member: tar.extractfile(member).read()
-            _read_to_end(tar)
-    except CorruptArchiveError as error:
-        raise _corrupt(archive, error) from None
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as error:
-        raise _corrupt(archive, _damaged(error)) from error
+    with _tar_errors(archive), tarfile.open(archive, "r:*") as tar:
+        for member in tar:
+            name = _check_member(member.name, archive)
+            if member.isfile():
+                yield name, lambda member=member: tar.extractfile(member).read()
+        _read_to_end(tar)
 
 
 def folder_files(folder: Path) -> Files:

@@ -23,6 +23,26 @@ from lessonlib.tabular.model import (
 from lessonlib.tabular.preprocess import TabularProcessor
 
 
+@dataclass(frozen=True)
+class SalesConfig:
+    """The network and its training for one Rossmann run (the defaults are the lesson's network).
+    `dataclasses.replace(cfg, one_hot=True)` makes a variant."""
+
+    epochs: int
+    lr: float
+    batch_size: int = 512
+    layers: tuple = (1000, 500)            # hidden layer widths
+    ps: tuple = (0.001, 0.01)              # dropout after each hidden layer
+    emb_drop: float = 0.04                 # dropout on the concatenated embeddings
+    size_rule: str = "lesson"              # embedding widths: "lesson" or "fastai2" (see emb_sizes)
+    one_hot: bool = False                  # one-hot inputs instead of learned embeddings
+    wd: float = 0.01                       # AdamW's decoupled weight decay
+    clip: float | None = 1.0               # max global gradient norm (None: no clipping)
+    cap_by: str | None = "Store"           # cap predictions per value of this column (None: no cap)
+    rmspe_scale: bool = True               # the RMSPE-optimal output factor, fitted on training rows
+    amp: str | bool | None = None          # autocast, as the Learner's `amp`
+
+
 @dataclass
 class Run:
     learn: Learner
@@ -31,40 +51,39 @@ class Run:
     seconds: float        # wall time of learn.fit
 
 
-def fit_sales_model(train: pd.DataFrame, valid: pd.DataFrame, cat_names, cont_names, *, epochs: int,
-                    lr: float, batch_size: int = 512, layers=(1000, 500), ps=(0.001, 0.01),
-                    emb_drop: float = 0.04, size_rule="lesson", one_hot: bool = False, seed: int = 42,
-                    proc: TabularProcessor | None = None, show: bool = True, device=None, amp=None,
-                    wd: float = 0.01, clip: float | None = 1.0, cap_by: str | None = "Store",
-                    rmspe_scale: bool = True) -> Run:
+def fit_sales_model(train: pd.DataFrame, valid: pd.DataFrame, cat_names, cont_names, cfg: SalesConfig,
+                    seed: int = 42, proc: TabularProcessor | None = None, show: bool = True,
+                    device=None) -> Run:
     """Fit the processing on `train` (unless a fitted `proc` is given), train the network on log(Sales)
-    with MSE and the one-cycle schedule, and score exp-RMSPE on `valid`. With `rmspe_scale` the trained
-    model's output is then shifted by `rmspe_log_scale` of its predictions on the training rows (the
-    RMSPE-optimal factor on Sales, fitted without looking at `valid`). `amp`, `wd` (AdamW's decoupled
-    weight decay) and `clip` go to the Learner. `clip` bounds the gradient norm: without it a seed now
-    and then pushes a rare input (the day before or after a long closure) to the sigmoid's ceiling, and
-    its predictions there (300k for a store selling 3k) never come back (full data, forecast split:
-    exp-RMSPE 0.312 unclipped, 0.104 clipped at 1.0, same seed). Clipping makes it rarer, not impossible,
-    so after training the predictions are also capped per value of the categorical column `cap_by` at
-    22% above the most it sold in a training row (`log_ceilings`; None: no cap), before the factor."""
+    with MSE and the one-cycle schedule, and score exp-RMSPE on `valid`.
+
+    `cfg.clip` bounds the gradient norm: without it a seed now and then pushes a rare input (the day
+    before or after a long closure) to the sigmoid's ceiling, and its predictions there (300k for a
+    store selling 3k) never come back (benchmarks/README.md). Clipping makes that rarer, not
+    impossible, so after training the predictions are also capped per value of `cfg.cap_by` at 22%
+    above the most it sold in a training row (`log_ceilings`). Then, with `cfg.rmspe_scale`, the output
+    is shifted by `rmspe_log_scale` of the predictions on the training rows (the RMSPE-optimal factor on
+    Sales, fitted without looking at `valid`)."""
+    cap_by = cfg.cap_by
     seed_everything(seed)
     proc = proc or TabularProcessor(cat_names, cont_names).fit(train)
-    train_dl = frame_loader(proc, train, batch_size=batch_size, shuffle=True, seed=seed)
+    train_dl = frame_loader(proc, train, batch_size=cfg.batch_size, shuffle=True, seed=seed)
     valid_dl = frame_loader(proc, valid, batch_size=4096)
     log_y = np.log(train["Sales"].to_numpy())
     if cap_by is not None and cap_by not in proc.all_cat_names:
         raise ValueError(f"cap_by={cap_by!r} is not one of the categorical columns {proc.all_cat_names}; "
                          "name one of them, or pass cap_by=None for no cap")
-    sizes = emb_sizes(proc.cardinalities, size_rule)
+    sizes = emb_sizes(proc.cardinalities, cfg.size_rule)
     cap_input = None if cap_by is None else proc.all_cat_names.index(cap_by)
-    model = TabularModel(proc.cardinalities, len(proc.cont_names), sizes=sizes, layers=layers, ps=ps,
-                         emb_drop=emb_drop, y_range=y_range_for(log_y), y_init=float(log_y.mean()),
-                         one_hot=one_hot, cap_input=cap_input)
-    learn = Learner(model, train_dl, valid_dl, F.mse_loss, device=device, amp=amp, wd=wd, clip=clip)
-    learn.fit(epochs, lr, show=show)
+    model = TabularModel(proc.cardinalities, len(proc.cont_names), sizes=sizes, layers=cfg.layers, ps=cfg.ps,
+                         emb_drop=cfg.emb_drop, y_range=y_range_for(log_y), y_init=float(log_y.mean()),
+                         one_hot=cfg.one_hot, cap_input=cap_input)
+    learn = Learner(model, train_dl, valid_dl, F.mse_loss, device=device, amp=cfg.amp, wd=cfg.wd,
+                    clip=cfg.clip)
+    learn.fit(cfg.epochs, cfg.lr, show=show)
     if cap_by is not None:
         model.log_cap.copy_(log_ceilings(train_dl.cats[:, cap_input], train_dl.y, model.log_cap.numel()))
-    if rmspe_scale:  # the training rows' tensors again, in order
+    if cfg.rmspe_scale:  # the training rows' tensors again, in order
         fit_rows = TensorLoader(train_dl.cats, train_dl.conts, train_dl.y, batch_size=8192)
         model.log_scale.fill_(rmspe_log_scale(*learn.get_preds(fit_rows)))
     preds, targets = learn.get_preds(valid_dl)

@@ -51,18 +51,17 @@ class TensorLoader:
 
 
 def frame_loader(proc, df, target: str | None = "Sales", batch_size: int = 512, shuffle: bool = False,
-                 seed: int = 0, log_target: bool = True) -> TensorLoader:
-    """A TensorLoader over the rows of `df`, coded by the fitted processor `proc`; y = log(target)
-    (or the raw target), or zeros when `target` is None (test rows have no Sales)."""
+                 seed: int = 0) -> TensorLoader:
+    """A TensorLoader over the rows of `df`, coded by the fitted processor `proc`; y = log(target), or
+    zeros when `target` is None (test rows have no Sales)."""
     cats, conts = proc.transform(df)
     if target is None:
         y = np.zeros(len(df), np.float32)
     else:
         y = df[target].to_numpy(np.float64)
-        if log_target:
-            if (y <= 0).any():
-                raise ValueError(f"log target needs {target} > 0; keep only such rows (features.sales_rows)")
-            y = np.log(y)
+        if (y <= 0).any():
+            raise ValueError(f"log target needs {target} > 0; keep only such rows (features.sales_rows)")
+        y = np.log(y)
     gen = torch.Generator().manual_seed(seed)
     return TensorLoader.from_arrays(cats, conts, y.astype(np.float32), batch_size=batch_size, shuffle=shuffle,
                                     generator=gen)

@@ -53,7 +53,7 @@ class TabularModel(nn.Module):
     """
 
     def __init__(self, cardinalities, n_cont: int, sizes=None, layers=(1000, 500), ps=(0.001, 0.01),
-                 emb_drop: float = 0.04, y_range=None, use_bn: bool = True, one_hot: bool = False,
+                 emb_drop: float = 0.04, y_range=None, one_hot: bool = False,
                  y_init: float | None = None, cap_input: int | None = None):
         super().__init__()
         cardinalities = list(cardinalities)
@@ -76,10 +76,7 @@ class TabularModel(nn.Module):
         self.n_cont = n_cont
         blocks, width = [], sum(sizes) + n_cont
         for out, p in zip(layers, ps, strict=True):
-            blocks += [OneDNNLinear(width, out), nn.ReLU()]
-            if use_bn:
-                blocks.append(nn.BatchNorm1d(out))
-            blocks.append(SmallPDropout(p))
+            blocks += [OneDNNLinear(width, out), nn.ReLU(), nn.BatchNorm1d(out), SmallPDropout(p)]
             width = out
         self.layers = nn.Sequential(*blocks)
         self.head = OneDNNLinear(width, 1)

@@ -17,13 +17,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lessonlib.callbacks import Callback
 from lessonlib.core import atomic_write
+from lessonlib.text.vocab import Vocab
 
 # the lesson's dropouts (fast.ai 2018 lesson 4: [0.25, 0.1, 0.2, 0.02, 0.15] * drop_mult)
 AWD_DROPOUTS = {"input_p": 0.25, "output_p": 0.1, "weight_p": 0.2, "embed_p": 0.02, "hidden_p": 0.15}
 
 
-def dropout_mask(like: torch.Tensor, shape, p: float) -> torch.Tensor:
+def inverted_mask(like: torch.Tensor, shape, p: float) -> torch.Tensor:
     """A Bernoulli(1-p) mask scaled by 1/(1-p), shaped to broadcast."""
     return like.new_empty(shape).bernoulli_(1 - p).div_(1 - p)
 
@@ -38,7 +40,7 @@ class LockedDropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
-        return x * dropout_mask(x, (x.size(0), 1, x.size(2)), self.p)
+        return x * inverted_mask(x, (x.size(0), 1, x.size(2)), self.p)
 
 
 class EmbeddingDropout(nn.Module):
@@ -59,7 +61,7 @@ class EmbeddingDropout(nn.Module):
     def forward(self, words: torch.Tensor) -> torch.Tensor:
         w = self.emb.weight
         if self.training and self.p > 0:
-            w = w * dropout_mask(w, (w.size(0), 1), self.p)
+            w = w * inverted_mask(w, (w.size(0), 1), self.p)
         return F.embedding(words, w, self.pad_id)
 
 
@@ -185,11 +187,6 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
 
 
-def lm_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Fraction of positions whose most likely next token is the right one."""
-    return (logits.argmax(-1) == targets).float().mean()
-
-
 class AdaptiveDecoder(nn.Module):
     """Output dropout, then an adaptive softmax: frequent tokens get the full `emb_size`, rarer clusters
     smaller projections (each `div_value` times smaller). The model's output is the dropped hidden
@@ -286,26 +283,25 @@ def plain_lstm_lm(vocab_size: int, emb_size: int = 400, n_hid: int = 1152, n_lay
                        adaptive_cutoffs=adaptive_cutoffs)
 
 
-class RNNRegularizer:
+class RNNRegularizer(Callback):
     """Activation regularisation `alpha * mean(dropped_out^2)` and temporal activation regularisation
     `beta * mean((h_t - h_{t-1})^2)` on the last layer, added to the training loss (`after_loss`)."""
 
     def __init__(self, alpha: float = 2.0, beta: float = 1.0):
         self.alpha, self.beta = alpha, beta
 
-    def after_loss(self, learn, loss, pred, target):
+    def after_loss(self, learn):
         if not learn.training:
-            return loss
+            return
         model = learn.model
         if self.alpha:
-            loss = loss + self.alpha * model.decoder.last_input.float().pow(2).mean()
+            learn.loss = learn.loss + self.alpha * model.decoder.last_input.float().pow(2).mean()
         if self.beta:
             h = model.encoder.last_output.float()
-            loss = loss + self.beta * (h[:, 1:] - h[:, :-1]).pow(2).mean()
-        return loss
+            learn.loss = learn.loss + self.beta * (h[:, 1:] - h[:, :-1]).pow(2).mean()
 
 
-class ResetState:
+class ResetState(Callback):
     """Clear the hidden state at the start of every epoch (`before_epoch`)."""
 
     def before_epoch(self, learn):
@@ -336,8 +332,6 @@ def save_encoder(path, encoder: AWDLSTM, vocab, decoder: nn.Module | None = None
 def load_encoder(path, **overrides):
     """(encoder, vocab) from a file written by `save_encoder`; `overrides` change config entries such
     as dropouts (e.g. `drop_mult=0.5` for a classifier)."""
-    from lessonlib.text.vocab import Vocab
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no saved encoder at {path}: run notebooks/04_imdb_language_model.ipynb "
@@ -349,7 +343,7 @@ def load_encoder(path, **overrides):
     return encoder, Vocab(blob["itos"], blob.get("counts"))
 
 
-def load_language_model(path) -> tuple[LanguageModel, "Vocab"]:  # noqa: F821
+def load_language_model(path) -> tuple[LanguageModel, Vocab]:
     """(language model, vocab) in eval mode from a file `save_encoder` wrote with its decoder: for
     generating text."""
     encoder, vocab = load_encoder(path)

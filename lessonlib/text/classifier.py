@@ -15,8 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
+
+from lessonlib.core import atomic_write, eval_mode, native_amp, seed_everything
+from lessonlib.data import imdb_reviews
+from lessonlib.learner import Learner, accuracy
+from lessonlib.text.awd_lstm import AWDLSTM, load_encoder
+from lessonlib.text.tokenize import SPECIAL_TOKENS, tokenize, tokenize_texts
+from lessonlib.text.vocab import numericalize_docs
 
 # ----------------------------------------------------------------------------- data
 
@@ -221,13 +229,12 @@ class TextClassifier(nn.Module):
     """
 
     def __init__(self, encoder: nn.Module, d: int, pad_idx: int, n_classes: int = 2, bptt: int = 70,
-                 max_len: int = 1400, head_hidden: int = 50, head_drops: tuple = (0.2, 0.1),
-                 vocab=None, classes: Sequence[str] = ("neg", "pos")):
+                 max_len: int = 1400, vocab=None, classes: Sequence[str] = ("neg", "pos")):
         super().__init__()
         if len(classes) != n_classes:
             raise ValueError(f"{len(classes)} class names for {n_classes} classes")
         self.chunked = ChunkedEncoder(encoder, pad_idx, bptt, max_len)
-        self.head = PoolingHead(d, n_classes, head_hidden, head_drops)
+        self.head = PoolingHead(d, n_classes)
         self.vocab, self.classes = vocab, list(classes)
 
     @property
@@ -246,8 +253,6 @@ class TextClassifier(nn.Module):
 
         A text with no word the vocabulary knows (empty, or only unknown words) raises ValueError: the
         model would answer from its biases alone, a confident label that means nothing."""
-        from lessonlib.text.tokenize import SPECIAL_TOKENS, tokenize
-
         if self.vocab is None:
             raise ValueError("this classifier has no vocabulary: build it with classifier_from_lm(...) "
                              "or pass vocab= so predict can numericalize text")
@@ -258,11 +263,8 @@ class TextClassifier(nn.Module):
                              "every word is unknown): nothing to classify; give it a review in English")
         ids = torch.as_tensor(ids, dtype=torch.long)
         device = next(self.parameters()).device
-        was_training = self.training
-        self.eval()
-        with torch.no_grad():
+        with eval_mode(self):
             probs = torch.softmax(self(ids[None].to(device)).float(), dim=-1)[0]
-        self.train(was_training)
         i = int(probs.argmax())
         return self.classes[i], float(probs[i])
 
@@ -271,9 +273,7 @@ def classifier_from_lm(path, pretrained: bool = True, drop_mult: float = 0.5, **
     """A classifier whose encoder has the architecture and vocabulary of the LM encoder saved at `path`
     (notebook 04's `save_encoder`), with its trained weights when `pretrained`, else freshly
     initialised (the from-scratch baseline). `drop_mult` rescales the encoder's dropouts;
-    `kwargs` go to `TextClassifier` (bptt, max_len, head_hidden, head_drops, ...)."""
-    from lessonlib.text.awd_lstm import AWDLSTM, load_encoder
-
+    `kwargs` go to `TextClassifier` (bptt, max_len, ...)."""
     encoder, vocab = load_encoder(path, drop_mult=drop_mult)
     if not pretrained:
         encoder = AWDLSTM(**encoder.config)
@@ -288,8 +288,6 @@ def classifier_path(lm_file) -> Path:
 
 def save_classifier(path, model: TextClassifier, lm_file) -> Path:
     """Write a trained classifier's weights (and which LM file gives its architecture), atomically."""
-    from lessonlib.core import atomic_write
-
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     with atomic_write(path) as f:
         torch.save({"state_dict": state, "lm_file": str(lm_file)}, f)
@@ -387,14 +385,11 @@ def imdb_classifier_data(vocab, size: str = "sample", max_tokens: int | None = N
     """The labelled train and test reviews of archive `size`, tokenized (cached) and numericalized with
     `vocab` (the LM's), each capped at `max_tokens` (see `ClassificationDataset`); a seeded `n_valid` of
     the train reviews, as many of each class, are set aside for validation."""
-    from lessonlib.data import imdb_reviews
-    from lessonlib.text.tokenize import tokenize_texts
-
     parts = {}
     for split in ("train", "test"):
         df = imdb_reviews(size, split)
         tokens = tokenize_texts(list(df["text"]), n_workers=n_workers)
-        parts[split] = (list(df["text"]), [vocab.numericalize(t) for t in tokens], df["label"].to_numpy())
+        parts[split] = (list(df["text"]), numericalize_docs(vocab, tokens), df["label"].to_numpy())
     texts, ids, labels = parts["train"]
     valid = balanced_indices(labels, n_valid // len(np.unique(labels)), seed)
     train = np.setdiff1d(np.arange(len(texts)), valid)
@@ -407,6 +402,12 @@ def imdb_classifier_data(vocab, size: str = "sample", max_tokens: int | None = N
     test_texts, test_ids, test_labels = parts["test"]
     test_ds = ClassificationDataset(test_ids, test_labels, max_tokens)
     return ClassifierData(vocab, train_ds, test_ds, valid_ds, train_texts, valid_texts, test_texts)
+
+
+def fused_adamw(groups, **kwargs) -> torch.optim.AdamW:
+    """AdamW as the Learner makes it, in torch's fused kernel: one pass over each parameter instead of
+    one per arithmetic step, which matters for the 30,000-row embedding updated at every step."""
+    return torch.optim.AdamW(groups, betas=(0.9, 0.99), fused=True, **kwargs)
 
 
 def train_classifier(lm_file, data: ClassifierData, pretrained: bool, seed: int, lr: float = 1e-2,
@@ -422,15 +423,10 @@ def train_classifier(lm_file, data: ClassifierData, pretrained: bool, seed: int,
     head, each lower layer group `factor` times less (1.0: one LR for all). With `stages=(lrs, epochs)`,
     ULMFiT's gradual unfreezing instead (see `gradual_unfreezing`). `amp`: None = bf16 where the hardware
     computes it natively. Returns the Learner (`learn.history`: per-epoch validation loss and accuracy)."""
-    import torch.nn.functional as F
-
-    from lessonlib.core import native_amp, seed_everything
-    from lessonlib.learner import Learner, accuracy
-
     seed_everything(seed)
     model = classifier_from_lm(lm_file, pretrained=pretrained, drop_mult=drop_mult, **model_kwargs)
     train_dl, valid_dl = data.loaders(bs, seed)
-    learn = Learner(model, train_dl, valid_dl if validate else None, F.cross_entropy,
+    learn = Learner(model, train_dl, valid_dl if validate else None, F.cross_entropy, opt_func=fused_adamw,
                     metrics={"acc": accuracy}, clip=clip, wd=wd,
                     callbacks=callbacks, amp=native_amp() if amp is None else amp)
     if stages is not None:
@@ -440,18 +436,39 @@ def train_classifier(lm_file, data: ClassifierData, pretrained: bool, seed: int,
     return learn
 
 
+def classifier_run(lm_file, data: ClassifierData, pretrained: bool, seed: int, lr: float, epochs: int,
+                   bs: int = 32, validate: bool = True, keep_weights: bool = False) -> dict:
+    """One `train_classifier` run reduced to what a worker process can send back (`run_parallel`):
+    `history` (per-epoch validation accuracy, if `validate`), `test_acc` (the test reviews scored once,
+    after training) and, with `keep_weights`, the trained `weights` (a state_dict)."""
+    learn = train_classifier(lm_file, data, pretrained, seed, lr=lr, epochs=epochs, bs=bs, validate=validate,
+                             show=False)
+    out = {"history": learn.history, "test_acc": learn.evaluate(data.test_loader())["acc"]}
+    if keep_weights:
+        out["weights"] = learn.model.state_dict()
+    return out
+
+
+def predict_probs(model: TextClassifier, dl) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """(class probabilities, targets, dataset index of each row) over a loader of `(tokens, labels)`
+    batches, in eval mode."""
+    probs, targets = [], []
+    with eval_mode(model):
+        for tokens, y in dl:
+            probs.append(model(tokens).float().softmax(-1))
+            targets.append(y)
+    return torch.cat(probs), torch.cat(targets), np.concatenate(list(dl.batch_sampler))
+
+
 def pooled_features(encoder: nn.Module, dataset: ClassificationDataset, pad_idx: int, bs: int = 64,
                     bptt: int = 70, max_len: int = 1400) -> np.ndarray:
     """The concat-pooled encoder outputs `(n_reviews, 3d)` of a frozen encoder, in eval mode and in the
     dataset's order: what the head sees, for probing how much the encoder alone already knows."""
     chunked = ChunkedEncoder(encoder, pad_idx, bptt, max_len)
-    was_training = encoder.training
-    encoder.eval()
     rows = []
-    with torch.no_grad():
+    with eval_mode(encoder):
         for start in range(0, len(dataset), bs):
             batch = [dataset[i] for i in range(start, min(start + bs, len(dataset)))]
             tokens, _ = pad_collate(batch, pad_idx)
             rows.append(concat_pool(*chunked(tokens)))
-    encoder.train(was_training)
     return torch.cat(rows).numpy()

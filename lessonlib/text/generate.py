@@ -2,16 +2,17 @@
 
 import torch
 
+from lessonlib.core import eval_mode
 from lessonlib.text.tokenize import BOS, detokenize, tokenize
 
 
-@torch.no_grad()
 def generate(model, vocab, prompt: str, n_tokens: int = 40, temperature: float = 1.0,
-             top_k: int | None = None, seed: int | None = None, no_unk: bool = True) -> str:
+             top_k: int | None = None, seed: int | None = None) -> str:
     """The prompt followed by `n_tokens` sampled tokens, as readable text.
 
     Each next token is drawn from softmax(logits / temperature), restricted to the `top_k` most likely
-    when given (temperature 0 picks the most likely token). `no_unk` never samples `xxunk`."""
+    when given (temperature 0 picks the most likely token). `xxunk` is never sampled: it would print as
+    a placeholder, not a word."""
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if top_k is not None and top_k < 1:
@@ -19,25 +20,22 @@ def generate(model, vocab, prompt: str, n_tokens: int = 40, temperature: float =
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     tokens = tokenize(prompt) if prompt else [BOS]
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    model.reset()
-    ids = torch.as_tensor(vocab.numericalize(tokens), dtype=torch.long, device=device)[None]
-    out = list(tokens)
-    for _ in range(n_tokens):
-        logp = model.log_probs(ids)[0, -1].float().cpu()
-        if no_unk:
+    with eval_mode(model):
+        model.reset()
+        ids = torch.as_tensor(vocab.numericalize(tokens), dtype=torch.long, device=device)[None]
+        out = list(tokens)
+        for _ in range(n_tokens):
+            logp = model.log_probs(ids)[0, -1].float().cpu()
             logp[vocab.unk_id] = -float("inf")
-        if temperature == 0:
-            nxt = int(logp.argmax())
-        else:
-            logits = logp / temperature
-            if top_k is not None and top_k < logits.numel():
-                kth = torch.topk(logits, top_k).values[-1]
-                logits = logits.masked_fill(logits < kth, -float("inf"))
-            nxt = int(torch.multinomial(torch.softmax(logits, -1), 1, generator=gen))
-        out.append(vocab.itos[nxt])
-        ids = torch.tensor([[nxt]], device=device)  # the model keeps its hidden state
-    model.reset()
-    model.train(was_training)
+            if temperature == 0:
+                nxt = int(logp.argmax())
+            else:
+                logits = logp / temperature
+                if top_k is not None and top_k < logits.numel():
+                    kth = torch.topk(logits, top_k).values[-1]
+                    logits = logits.masked_fill(logits < kth, -float("inf"))
+                nxt = int(torch.multinomial(torch.softmax(logits, -1), 1, generator=gen))
+            out.append(vocab.itos[nxt])
+            ids = torch.tensor([[nxt]], device=device)  # the model keeps its hidden state
+        model.reset()
     return detokenize(out)

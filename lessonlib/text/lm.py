@@ -12,38 +12,67 @@ two CPU cores read in a few minutes), the full preset all of them.
     path = imdb_language_model("sample")            # load-or-train: the saved LM + vocabulary
 """
 
+import argparse
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from lessonlib import distributed as ddp
 from lessonlib.core import native_amp, seed_everything
+from lessonlib.data import imdb_reviews
+from lessonlib.learner import Learner, accuracy
 from lessonlib.text.awd_lstm import (
     ResetState,
     RNNRegularizer,
     awd_lstm_lm,
-    lm_accuracy,
     lm_loss,
     plain_lstm_lm,
     save_encoder,
 )
 from lessonlib.text.lm_data import LMLoader
 from lessonlib.text.tokenize import data_cache_dir, tokenize_texts
-from lessonlib.text.vocab import Vocab
+from lessonlib.text.vectors import init_embedding, train_word2vec
+from lessonlib.text.vocab import Vocab, numericalize_docs
+
+
+@dataclass(frozen=True)
+class LMConfig:
+    """One LM recipe: which texts, the model's sizes, how it trains. A typo in a field is an error;
+    `dataclasses.replace(cfg, lr=3e-3)` makes a variant."""
+
+    archive: str = "full"                    # the IMDB archive whose train + unsup reviews the LM reads
+    train_reviews: int | None = None         # a seeded subset of them to train on (None: all)
+    valid_reviews: int | None = None         # held out for validation perplexity (None: 10%)
+    emb_size: int = 400
+    n_hid: int = 1152
+    n_layers: int = 3
+    min_freq: int = 3                        # the vocabulary: tokens seen at least this often,
+    max_size: int = 60_000                   # the most frequent this many of them
+    w2v_epochs: int = 0                      # word2vec epochs for the embedding's start (0: random)
+    adaptive_cutoffs: tuple | None = None    # adaptive softmax cluster bounds (None: full softmax)
+    bs: int = 64
+    bptt: int = 70                           # tokens per sequence (varied by about `jitter`)
+    epochs: int = 10
+    lr: float = 5e-3
+    drop_mult: float = 0.7                   # scales every AWD-LSTM dropout
+    wd: float = 0.01
+    clip: float = 0.3                        # max global gradient norm
+    alpha: float = 2.0                       # activation regularisation (AR)
+    beta: float = 1.0                        # temporal activation regularisation (TAR)
+    jitter: int = 5
+
 
 # sample: sized for 2 CPU cores (notebook 04 in under 10 minutes, the LM ~4 of them), an adaptive
 # softmax and bf16 where the CPU computes it natively; full: the 2018 lesson's recipe, for a GPU
 LM_PRESETS = {
-    "sample": dict(archive="full", train_reviews=20_000, valid_reviews=1_000, emb_size=128, n_hid=384,
-                   n_layers=2, min_freq=3, max_size=30_000, w2v_epochs=5, adaptive_cutoffs=(2000, 8000),
-                   bs=128, bptt=50, epochs=1, lr=1e-2, drop_mult=0.3, wd=0.01, clip=0.3, alpha=2.0, beta=1.0,
-                   jitter=5),
-    "full": dict(archive="full", train_reviews=None, valid_reviews=None, emb_size=400, n_hid=1152, n_layers=3,
-                 min_freq=3, max_size=60_000, w2v_epochs=0, adaptive_cutoffs=None, bs=64, bptt=70, epochs=10,
-                 lr=5e-3, drop_mult=0.7, wd=0.01, clip=0.3, alpha=2.0, beta=1.0, jitter=5),
+    "sample": LMConfig(train_reviews=20_000, valid_reviews=1_000, emb_size=128, n_hid=384, n_layers=2,
+                       max_size=30_000, w2v_epochs=5, adaptive_cutoffs=(2000, 8000), bs=128, bptt=50,
+                       epochs=1, lr=1e-2, drop_mult=0.3),
+    "full": LMConfig(),
 }
 VALID_FRACTION = 0.1
 
@@ -52,7 +81,8 @@ def lm_path(size: str = "sample") -> Path:
     """Where notebook 04 saves the trained LM + vocabulary:
     `<data cache>/models/imdb_lm_<size>_<key>.pt`, the key a hash of LM_PRESETS[size], so a changed
     recipe never picks up a stale model."""
-    key = hashlib.sha256(json.dumps(LM_PRESETS.get(size), sort_keys=True).encode()).hexdigest()[:10]
+    recipe = asdict(LM_PRESETS[size]) if size in LM_PRESETS else None
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:10]
     return data_cache_dir() / "models" / f"imdb_lm_{size}_{key}.pt"
 
 
@@ -76,8 +106,6 @@ def lm_texts(archive: str = "full", valid_fraction: float = VALID_FRACTION, seed
              train_reviews: int | None = None, valid_reviews: int | None = None):
     """(train texts, valid texts): the `archive`'s train reviews (pos, neg and unsup, labels dropped)
     that are not also test reviews, divided by `lm_split`. Test texts are read only to drop them."""
-    from lessonlib.data import imdb_reviews
-
     texts = [*imdb_reviews(archive, "train")["text"], *imdb_reviews(archive, "unsup")["text"]]
     texts = [texts[i] for i in without_test_texts(texts, imdb_reviews(archive, "test")["text"])]
     train, valid = lm_split(len(texts), valid_fraction, seed, train_reviews, valid_reviews)
@@ -116,31 +144,29 @@ def lm_data(size: str = "sample", n_workers: int | None = None) -> LMData:
     """The texts of LM_PRESETS[size], tokenized (cached), the vocabulary built on the training texts
     only, numericalized."""
     cfg = LM_PRESETS[size]
-    train_texts, valid_texts = lm_texts(cfg["archive"], train_reviews=cfg["train_reviews"],
-                                        valid_reviews=cfg["valid_reviews"])
+    train_texts, valid_texts = lm_texts(cfg.archive, train_reviews=cfg.train_reviews,
+                                        valid_reviews=cfg.valid_reviews)
     train_tokens = tokenize_texts(train_texts, n_workers=n_workers)
     valid_tokens = tokenize_texts(valid_texts, n_workers=n_workers)
-    vocab = Vocab.build(train_tokens, min_freq=cfg["min_freq"], max_size=cfg["max_size"])
-    return LMData(train_tokens, valid_tokens, vocab, [vocab.numericalize(d) for d in train_tokens],
-                  [vocab.numericalize(d) for d in valid_tokens])
+    vocab = Vocab.build(train_tokens, min_freq=cfg.min_freq, max_size=cfg.max_size)
+    return LMData(train_tokens, valid_tokens, vocab, numericalize_docs(vocab, train_tokens),
+                  numericalize_docs(vocab, valid_tokens))
 
 
-def word_vectors(data: LMData, cfg: dict):
-    """word2vec vectors (`cfg["emb_size"]` wide, `cfg["w2v_epochs"]` epochs) trained on the LM's own
+def word_vectors(data: LMData, cfg: LMConfig):
+    """word2vec vectors (`cfg.emb_size` wide, `cfg.w2v_epochs` epochs) trained on the LM's own
     training tokens, one per vocabulary entry: the embedding's starting point. One worker thread, so
     every run gives the same vectors."""
-    from lessonlib.text.vectors import train_word2vec
-
-    return train_word2vec(data.train_tokens, data.vocab, cfg["emb_size"], cfg["w2v_epochs"], workers=1)
+    return train_word2vec(data.train_tokens, data.vocab, cfg.emb_size, cfg.w2v_epochs, workers=1)
 
 
-def build_lm(kind: str, vocab_size: int, cfg: dict):
-    """"awd" (the lesson's dropouts x cfg["drop_mult"]) or "plain" (no dropout) at cfg's sizes, with an
-    adaptive softmax when cfg["adaptive_cutoffs"] is set."""
-    sizes = dict(emb_size=cfg["emb_size"], n_hid=cfg["n_hid"], n_layers=cfg["n_layers"],
-                 adaptive_cutoffs=cfg.get("adaptive_cutoffs"))
+def build_lm(kind: str, vocab_size: int, cfg: LMConfig):
+    """"awd" (the lesson's dropouts x cfg.drop_mult) or "plain" (no dropout) at cfg's sizes, with an
+    adaptive softmax when cfg.adaptive_cutoffs is set."""
+    sizes = dict(emb_size=cfg.emb_size, n_hid=cfg.n_hid, n_layers=cfg.n_layers,
+                 adaptive_cutoffs=cfg.adaptive_cutoffs)
     if kind == "awd":
-        return awd_lstm_lm(vocab_size, drop_mult=cfg["drop_mult"], **sizes)
+        return awd_lstm_lm(vocab_size, drop_mult=cfg.drop_mult, **sizes)
     if kind == "plain":
         return plain_lstm_lm(vocab_size, **sizes)
     raise ValueError(f"kind must be 'awd' or 'plain', got {kind!r}")
@@ -150,22 +176,17 @@ def perplexity(loss: float) -> float:
     return math.exp(loss)
 
 
-def train_lm(data: LMData, kind: str, cfg: dict, seed: int = 42, epochs: int | None = None, show: bool = True,
-             amp=None, device=None, callbacks=(), vectors=None, lr: float | None = None, clip="cfg",
-             init_bias: bool = True):
+def train_lm(data: LMData, kind: str, cfg: LMConfig, seed: int = 42, epochs: int | None = None,
+             show: bool = True, amp=None, device=None, callbacks=(), vectors=None, lr: float | None = None,
+             clip="cfg", init_bias: bool = True):
     """Build and train an LM through the Learner: output bias at the unigram frequencies (unless
     `init_bias` is False: as the layer initialises it, without them), embedding from `vectors`, one-cycle
-    AdamW, gradient clipping (cfg["clip"] unless `clip` says otherwise), hidden state reset each epoch,
+    AdamW, gradient clipping (cfg.clip unless `clip` says otherwise), hidden state reset each epoch,
     AR/TAR for "awd", plus any extra `callbacks`. `amp`: None = the hardware's native low precision
     (`native_amp`). Returns the Learner (history in `learn.history`)."""
-    from lessonlib.learner import Learner
-    from lessonlib.text.vectors import init_embedding
-
     seed_everything(seed)
-    import lessonlib.distributed as ddp
-
     rank, world = (ddp.rank(), ddp.world_size()) if ddp.launched_by_torchrun() else (0, 1)
-    train_dl, valid_dl = data.loaders(cfg["bs"], cfg["bptt"], cfg["jitter"], seed, rank, world)
+    train_dl, valid_dl = data.loaders(cfg.bs, cfg.bptt, cfg.jitter, seed, rank, world)
     model = build_lm(kind, len(data.vocab), cfg)
     if init_bias:
         model.init_bias(data.token_counts())
@@ -173,16 +194,16 @@ def train_lm(data: LMData, kind: str, cfg: dict, seed: int = 42, epochs: int | N
         init_embedding(model, vectors)
     callbacks = [ResetState(), *callbacks]
     if kind == "awd":
-        callbacks.append(RNNRegularizer(cfg["alpha"], cfg["beta"]))
-    if cfg.get("adaptive_cutoffs"):
+        callbacks.append(RNNRegularizer(cfg.alpha, cfg.beta))
+    if cfg.adaptive_cutoffs:
         loss, metrics = model.decoder.loss, {}
     else:
-        loss, metrics = lm_loss, {"acc": lm_accuracy}
+        loss, metrics = lm_loss, {"acc": accuracy}
     if amp is None:
         amp = native_amp(device)
-    learn = Learner(model, train_dl, valid_dl, loss, metrics=metrics, wd=cfg["wd"],
-                    clip=cfg["clip"] if clip == "cfg" else clip, callbacks=callbacks, amp=amp, device=device)
-    learn.fit(epochs or cfg["epochs"], lr or cfg["lr"], show=show)
+    learn = Learner(model, train_dl, valid_dl, loss, metrics=metrics, wd=cfg.wd,
+                    clip=cfg.clip if clip == "cfg" else clip, callbacks=callbacks, amp=amp, device=device)
+    learn.fit(epochs or cfg.epochs, lr or cfg.lr, show=show)
     return learn
 
 
@@ -197,7 +218,7 @@ def imdb_language_model(size: str = "sample", retrain: bool = False, seed: int =
         raise ValueError(f"unknown size {size!r}; known: {sorted(LM_PRESETS)}")
     cfg = LM_PRESETS[size]
     data = lm_data(size)
-    vectors = word_vectors(data, cfg) if cfg["w2v_epochs"] else None
+    vectors = word_vectors(data, cfg) if cfg.w2v_epochs else None
     learn = train_lm(data, "awd", cfg, seed=seed, show=show, vectors=vectors)
     return save_encoder(path, learn.model.encoder, data.vocab, learn.model.decoder)
 
@@ -205,10 +226,6 @@ def imdb_language_model(size: str = "sample", retrain: bool = False, seed: int =
 def main(argv=None) -> None:
     """`python -m lessonlib.text.lm [--size full]`: train the IMDB LM and save its encoder (also under
     `torchrun --nproc_per_node=N -m lessonlib.text.lm --size full`: each process reads its own rows)."""
-    import argparse
-
-    import lessonlib.distributed as ddp
-
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("--size", default="full", choices=sorted(LM_PRESETS))
     p.add_argument("--epochs", type=int, default=None)
@@ -218,7 +235,7 @@ def main(argv=None) -> None:
     cfg = LM_PRESETS[args.size]
     data = lm_data(args.size)
     amp = {"None": None, "False": False}.get(args.amp, args.amp)
-    vectors = word_vectors(data, cfg) if cfg["w2v_epochs"] else None
+    vectors = word_vectors(data, cfg) if cfg.w2v_epochs else None
     learn = train_lm(data, "awd", cfg, seed=args.seed, epochs=args.epochs, amp=amp, vectors=vectors)
     if not ddp.launched_by_torchrun() or ddp.is_main():
         print("saved", save_encoder(lm_path(args.size), learn.model.encoder, data.vocab, learn.model.decoder))

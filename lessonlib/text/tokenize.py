@@ -41,9 +41,9 @@ def clean_text(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
-def postprocess(words: list[str], bos: bool = True) -> list[str]:
+def postprocess(words: list[str]) -> list[str]:
     """The rules applied to spaCy's tokens (see the module docstring)."""
-    out = [BOS] if bos else []
+    out = [BOS]
     n, i = len(words), 0
     while i < n:
         w = words[i]

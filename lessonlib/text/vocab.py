@@ -77,23 +77,3 @@ class Vocab:
 def numericalize_docs(vocab: Vocab, docs) -> list[np.ndarray]:
     """One int32 array per document."""
     return [vocab.numericalize(d) for d in docs]
-
-
-def save_ids(path, arrays: list[np.ndarray]) -> None:
-    """Store many int32 arrays as one flat `.npy` plus offsets (`path` and `path.offsets.npy`)."""
-    path = Path(path)
-    flat = np.concatenate(arrays) if arrays else np.zeros(0, np.int32)
-    offsets = np.zeros(len(arrays) + 1, np.int64)
-    np.cumsum([len(a) for a in arrays], out=offsets[1:])
-    for p, a in ((path, flat), (path.with_suffix(".offsets.npy"), offsets)):
-        with atomic_write(p) as f:
-            np.save(f, a)
-
-
-def load_ids(path, mmap: bool = True) -> list[np.ndarray]:
-    """Read arrays written by `save_ids`, memory-mapped by default (views into one file)."""
-    path = Path(path)
-    flat = np.load(path, mmap_mode="r" if mmap else None)
-    offsets = np.load(path.with_suffix(".offsets.npy"))
-    return [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
-

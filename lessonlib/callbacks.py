@@ -1,0 +1,215 @@
+"""What the Learner's loop does besides forward, backward and step: small callbacks, one job each.
+
+The Learner always runs `Recorder` (history and printed table) and `NanCheck`, adds `Distributed`
+under torchrun and a `Scheduler` for each fit; `GradNorm` is for the caller to add.
+"""
+
+import math
+import time
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from lessonlib import distributed as ddp
+from lessonlib.plots import new_axes
+
+
+class Callback:
+    """Every event is a no-op here; override the ones you need. The Learner calls `cb.event(learn)`
+    for each callback, lower `order` first:
+
+    before_fit, before_epoch (its training part starts), before_batch (`learn.batch` may be replaced;
+    it is moved to the device afterwards), after_loss (`learn.loss` may be replaced: it is what gets
+    backpropagated), after_backward (gradients computed, not yet clipped), after_batch (after the
+    optimizer step), before_validate, after_epoch (`learn.valid_stats` holds the validation loss and
+    metrics), after_fit. `learn.training` tells training batches from evaluation ones.
+    """
+
+    order = 0
+
+    def before_fit(self, learn): pass
+    def before_epoch(self, learn): pass
+    def before_batch(self, learn): pass
+    def after_loss(self, learn): pass
+    def after_backward(self, learn): pass
+    def after_batch(self, learn): pass
+    def before_validate(self, learn): pass
+    def after_epoch(self, learn): pass
+    def after_fit(self, learn): pass
+
+
+def set_hypers(opt, lrs, mult: float, mom: float) -> None:
+    """Each parameter group's LR to `lr * mult`, and its beta1 (Adam) or momentum (SGD) to `mom`."""
+    for group, lr in zip(opt.param_groups, lrs, strict=True):
+        group["lr"] = lr * mult
+        if "betas" in group:
+            group["betas"] = (mom, group["betas"][1])
+        elif "momentum" in group:
+            group["momentum"] = mom
+
+
+class Scheduler(Callback):
+    """Before each training batch, sets every layer group's LR to its peak in `lrs` times the
+    schedule's multiplier, and the momentum it gives; progress runs over all `epochs` of the fit, so
+    a resumed fit continues where it stopped."""
+
+    order = -10
+
+    def __init__(self, lrs, schedule, epochs: int):
+        self.lrs, self.schedule, self.epochs = lrs, schedule, epochs
+
+    def before_batch(self, learn):
+        if learn.training:
+            pct = (learn.epoch * learn.n_iter + learn.iter) / (self.epochs * learn.n_iter)
+            set_hypers(learn.opt, self.lrs, *self.schedule(pct))
+
+
+class Recorder(Callback):
+    """The fit's history: every training batch's loss (`batch_losses`; `epoch_ends` marks where each
+    epoch ends) and one row per epoch (`rows`, shown as `learn.history`) with the training loss
+    (averaged over samples and processes), validation loss, metrics and seconds, printed as the epoch
+    ends when `fit(show=True)`. Later callbacks add columns to the epoch's row with `log`."""
+
+    order = -5
+
+    def __init__(self):
+        self.rows, self.batch_losses, self.epoch_ends = [], [], []
+        self.losses, self.sizes, self.start = [], [], 0.0
+
+    def before_fit(self, learn):
+        if learn.start_epoch == 0:
+            self.rows, self.batch_losses, self.epoch_ends = [], [], []
+        if learn.show and ddp.is_main():
+            tqdm.write(table_row(["epoch", "train_loss", "valid_loss", *learn.metrics, "time"]))
+
+    def before_epoch(self, learn):
+        self.start, self.losses, self.sizes = time.perf_counter(), [], []
+
+    def after_batch(self, learn):
+        if learn.training:
+            self.losses.append(learn.loss.detach())
+            self.sizes.append(learn.y.numel())
+
+    def after_epoch(self, learn):
+        losses = torch.stack(self.losses).float().cpu()
+        self.batch_losses += losses.tolist()
+        self.epoch_ends.append(len(self.batch_losses))
+        total = [float(losses @ torch.tensor(self.sizes, dtype=torch.float)), float(sum(self.sizes))]
+        sums = ddp.all_reduce_sum(torch.tensor(total, dtype=learn.sum_dtype, device=learn.device)).cpu()
+        row = {"epoch": learn.epoch, "train_loss": float(sums[0] / sums[1])}
+        stats = dict(learn.valid_stats)
+        row["valid_loss"] = stats.pop("loss")
+        row.update(stats)
+        row["seconds"] = time.perf_counter() - self.start
+        self.rows.append(row)
+        if learn.show and ddp.is_main():
+            values = [row.get(k, math.nan) for k in ["train_loss", "valid_loss", *learn.metrics]]
+            tqdm.write(table_row([learn.epoch, *values, f"{row['seconds']:.1f}s"]))  # print, around the bars
+
+    def log(self, **values) -> None:
+        """Add columns to the current epoch's row (call from a later callback's `after_epoch`)."""
+        self.rows[-1].update(values)
+
+    def plot(self, history, ax=None) -> None:
+        """Training loss per batch (exponentially smoothed) and validation loss at each epoch's end."""
+        if not self.batch_losses:
+            raise RuntimeError("no losses recorded yet: call fit() first")
+        if not ddp.is_main():
+            return
+        ax = ax or new_axes()
+        smooth = smoothed(self.batch_losses)
+        ax.plot(range(1, len(smooth) + 1), smooth, label="train (smoothed)")
+        if "valid_loss" in history and history["valid_loss"].notna().any():
+            ax.plot(self.epoch_ends, history["valid_loss"], "o-", label="valid")
+        ax.set(xlabel="batches", ylabel="loss")
+        ax.legend()
+
+
+def smoothed(values) -> list[float]:
+    """Exponential moving average (weight 0.98 on the past) with bias correction, so the first values
+    are not pulled toward 0."""
+    avg, out = 0.0, []
+    for i, v in enumerate(values, 1):
+        avg = 0.98 * avg + 0.02 * v
+        out.append(avg / (1 - 0.98**i))
+    return out
+
+
+def table_row(values) -> str:
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.4f}" if abs(v) < 1e4 or math.isnan(v) else f"{v:.4g}"
+        return str(v)
+    return "  ".join(f"{fmt(v):>10}" for v in values)
+
+
+class NanCheck(Callback):
+    """Stops training, before the step that would spread it into the weights, when the loss is NaN
+    or infinite, with the epoch, the batch and what to try. Reading a loss waits for the device, so on
+    a GPU it looks at `every` losses at once (and at the rest when the epoch's training part ends)."""
+
+    order = 100  # after every callback that changes the loss
+
+    def __init__(self, every: int = 1):
+        self.every, self.pending = every, []
+
+    def before_epoch(self, learn):
+        self.pending = []
+
+    def after_loss(self, learn):
+        if learn.training:
+            self.pending.append((learn.iter, learn.loss.detach()))
+            if len(self.pending) >= self.every:
+                self.check(learn)
+
+    def check(self, learn) -> None:
+        pending, self.pending = self.pending, []
+        if not pending or (len(pending) == 1 and math.isfinite(pending[0][1].item())):  # the CPU fast path
+            return
+        losses = torch.stack([loss for _, loss in pending]).float().cpu()
+        bad = (~torch.isfinite(losses)).nonzero()
+        if len(bad):
+            i = int(bad[0])
+            lrs = ", ".join(f"{g['lr']:.3g}" for g in learn.opt.param_groups)
+            raise FloatingPointError(
+                f"loss is {losses[i].item()} at epoch {learn.epoch}, batch {pending[i][0]}: training "
+                f"stopped. Lower the learning rate (now {lrs}), set clip= to bound the gradients, or "
+                "check the inputs for NaN/inf.")
+
+    before_validate = after_epoch = check
+
+
+class Distributed(Callback):
+    """Under torchrun: each process trains on its shard of the training data through the model
+    wrapped in DistributedDataParallel (which averages gradients across processes) and validates on
+    its shard (the Learner sums the metrics over processes). The Learner adds it when launched so."""
+
+    order = -20
+
+    def before_fit(self, learn):
+        train_dl, valid_dl = learn.dls
+        learn.dls = (ddp.shard_train(train_dl), ddp.shard_valid(valid_dl) if valid_dl is not None else None)
+        ids = [learn.device.index] if learn.device.type == "cuda" else None
+        learn.fit_model = nn.parallel.DistributedDataParallel(learn.model, device_ids=ids)
+
+    def before_epoch(self, learn):
+        ddp.set_epoch(learn.dls[0], learn.epoch)  # DistributedSampler reshuffles with the epoch
+
+    def after_fit(self, learn):
+        learn.fit_model = learn.model
+
+
+class GradNorm(Callback):
+    """Records the global gradient norm of every training step, before clipping, in `norms`: what
+    `clip` caps, and how often it has to."""
+
+    def __init__(self):
+        self.norms: list[float] = []
+
+    def before_fit(self, learn):
+        self.norms = []
+
+    def after_backward(self, learn):
+        grads = [p.grad for p in learn.model.parameters() if p.grad is not None]
+        self.norms.append(float(nn.utils.get_total_norm(grads)))
