@@ -38,14 +38,14 @@ def train_and_score(train, valid, args, label: str, n_seeds: int = 1) -> dict:
                           emb_drop=args.emb_drop, amp=args.amp, wd=args.wd)
         run = fit_sales_model(train, valid, features.CAT_NAMES, features.CONT_NAMES, cfg, seed=seed,
                               device="cpu")
-        pred, targets = run.learn.get_preds(run.learn.valid_dl)
+        pred, targets = run.predict(run.learn.valid_dl)
         preds.append(pred.double())
         seconds += run.seconds
         model = run.learn.model
         flops += args.epochs * (model.matmul_flops(len(train))
                                 + model.matmul_flops(len(valid), backward=False))
         print(f"[{label}] seed {seed}: exp-RMSPE {run.rmspe:.4f} (RMSPE factor "
-              f"{model.log_scale.exp().item():.4f}; {run.seconds:.0f}s)", flush=True)
+              f"{run.model.log_scale.exp().item():.4f}; {run.seconds:.0f}s)", flush=True)
     ensemble = torch.stack(preds).mean(0)
     if n_seeds > 1:
         print(f"[{label}] networks' ensemble: exp-RMSPE {exp_rmspe(ensemble, targets).item():.4f}",

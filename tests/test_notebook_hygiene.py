@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import nbformat
+import papermill
 import pytest
 from nbval.plugin import get_sanitize_patterns
 
@@ -76,3 +77,15 @@ def test_parameters_cell_holds_plain_values(path):
     cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(cells) == 1, f"{path.name}: expected one cell tagged 'parameters', found {len(cells)}"
     assert parameter_values(cells[0].source)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_reads_every_parameter(path, caplog):
+    """papermill (what `make notebooks` runs) must see each parameter, or it cannot override it and
+    prints a warning a newcomer takes for a problem (a comment it cannot parse, e.g. one with `=`)."""
+    with caplog.at_level("WARNING", logger="papermill"):
+        found = papermill.inspect_notebook(str(path))
+    cells = nbformat.read(path, 4).cells
+    source = next(c.source for c in cells if "parameters" in c.metadata.get("tags", []))
+    assert not [r.getMessage() for r in caplog.records if "Unable to parse" in r.getMessage()]
+    assert set(found) == set(parameter_values(source))

@@ -26,7 +26,7 @@ def test_fit_sales_model_runs_and_scores(tmp_path):
     assert len(run.learn.history) == 2 and run.seconds > 0
     assert run.proc.categories["Store"] == [1, 2]
     assert run.learn.clip == 1.0  # the gradient-norm bound is on by default
-    preds, _ = run.learn.get_preds()
+    preds, _ = run.predict(run.learn.valid_dl)
     assert np.isfinite(preds.numpy()).all()
 
 
@@ -38,12 +38,12 @@ def test_fit_sales_model_fits_the_rmspe_scale_on_training_rows_only(tmp_path):
     cats, conts = ["Store", "DayOfWeek"], ["trend", "Promo"]
     plain = fit_sales_model(fit, valid, cats, conts, replace(cfg, rmspe_scale=False), **kw)
     scaled = fit_sales_model(fit, valid, cats, conts, cfg, **kw)
-    assert plain.learn.model.log_scale.item() == 0.0
-    shift = scaled.learn.model.log_scale.item()
+    assert plain.model.log_scale.item() == 0.0
+    shift = scaled.model.log_scale.item()
     train_dl = frame_loader(plain.proc, fit, batch_size=64)
-    assert shift == pytest.approx(rmspe_log_scale(*plain.learn.get_preds(train_dl)), abs=1e-6)
-    valid_plain, targ = plain.learn.get_preds()
-    valid_scaled, _ = scaled.learn.get_preds()
+    assert shift == pytest.approx(rmspe_log_scale(*plain.predict(train_dl)), abs=1e-6)
+    valid_plain, targ = plain.predict(plain.learn.valid_dl)
+    valid_scaled, _ = scaled.predict(scaled.learn.valid_dl)
     torch.testing.assert_close(valid_scaled, valid_plain + shift)  # same seed, same network, shifted
     assert scaled.rmspe == pytest.approx(exp_rmspe(valid_scaled, targ).item())
 
@@ -55,16 +55,16 @@ def test_fit_sales_model_caps_predictions_per_store_from_training_rows(tmp_path)
     kw = dict(show=False, device="cpu")
     columns = ["Store", "DayOfWeek"], ["trend", "Promo"]
     run = fit_sales_model(fit, valid, *columns, cfg, **kw)
-    model = run.learn.model
+    model = run.model
     best = np.log(fit.groupby("Store")["Sales"].max())
     codes = run.proc.codes(pd.DataFrame({"Store": best.index}), "Store")
     np.testing.assert_allclose(model.log_cap[codes].numpy(), best.to_numpy() + 0.2, rtol=1e-6)
     assert model.log_cap[0].item() == pytest.approx(best.max() + 0.2, rel=1e-6)  # unknown store
-    preds, _ = run.learn.get_preds()
+    preds, _ = run.predict(run.learn.valid_dl)
     cats, _ = run.proc.transform(valid)
     assert (preds <= model.log_cap[torch.from_numpy(cats[:, 0])] + 1e-6).all()
     plain = fit_sales_model(fit, valid, *columns, replace(cfg, cap_by=None), **kw)
-    assert not hasattr(plain.learn.model, "log_cap")
+    assert plain.model.log_cap is None
     with pytest.raises(ValueError, match="cap_by='Region' is not one of the categorical columns"):
         fit_sales_model(fit, valid, *columns, replace(cfg, cap_by="Region"), **kw)
 

@@ -8,6 +8,7 @@ import torch
 
 from lessonlib.tabular.loader import TensorLoader
 from lessonlib.tabular.model import (
+    Calibrated,
     TabularModel,
     batch_exp_rmspe,
     emb_size_fastai2,
@@ -143,13 +144,12 @@ def test_rmspe_log_scale_is_the_rmspe_optimal_factor():
     assert rmspe_log_scale(pred.numpy().tolist(), targ.numpy()) == pytest.approx(shift)  # any array-like
 
 
-def test_log_scale_shifts_the_output_and_is_saved():
-    model = TabularModel([5, 3], 2, layers=(8,), ps=(0.0,), y_range=(0.0, 12.0), y_init=8.5).eval()
+def test_calibrated_shifts_the_output_and_saves_the_shift():
+    net = TabularModel([5, 3], 2, layers=(8,), ps=(0.0,), y_range=(0.0, 12.0), y_init=8.5).eval()
     x = batch()
-    before = model(x)
-    model.log_scale.fill_(-0.25)
-    torch.testing.assert_close(model(x), before - 0.25)
-    again = TabularModel([5, 3], 2, layers=(8,), ps=(0.0,), y_range=(0.0, 12.0)).eval()
+    model = Calibrated(net, log_scale=-0.25).eval()
+    torch.testing.assert_close(model(x), net(x) - 0.25)
+    again = Calibrated(net)
     again.load_state_dict(model.state_dict())
     assert again.log_scale.item() == -0.25
 
@@ -164,16 +164,13 @@ def test_log_ceilings_per_code_with_margin():
         log_ceilings(codes[:2], log_y, n_codes=4)
 
 
-def test_cap_bounds_outputs_by_the_row_code_and_is_off_until_set():
+def test_calibrated_caps_outputs_by_the_row_code():
     torch.manual_seed(0)
-    model = TabularModel([3, 4], 1, sizes=[2, 2], layers=(8,), ps=(0.0,), y_range=(0.0, 20.0),
-                         cap_input=1).eval()
+    net = TabularModel([3, 4], 1, sizes=[2, 2], layers=(8,), ps=(0.0,), y_range=(0.0, 20.0)).eval()
     cats = torch.tensor([[1, 1], [1, 2], [2, 3], [0, 0]])
     x = (cats, torch.zeros(4, 1))
-    free = model(x)
-    assert torch.isinf(model.log_cap).all()  # +inf until set: no effect
-    model.log_cap.copy_(torch.tensor([0.5, 100.0, 1.0, 100.0]))
-    capped = model(x)
-    torch.testing.assert_close(capped, torch.minimum(free, torch.tensor([100.0, 1.0, 100.0, 0.5])))
-    assert "log_cap" in model.state_dict()
-    assert not hasattr(TabularModel([3], 0, layers=(4,), ps=(0.0,)), "log_cap")
+    model = Calibrated(net, cap_input=1, log_cap=[0.5, 100.0, 1.0, 100.0])
+    torch.testing.assert_close(model(x), torch.minimum(net(x), torch.tensor([100.0, 1.0, 100.0, 0.5])))
+    assert "log_cap" in model.state_dict() and Calibrated(net).log_cap is None
+    with pytest.raises(ValueError, match="both cap_input and log_cap"):
+        Calibrated(net, cap_input=1)

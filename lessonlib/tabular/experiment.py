@@ -8,10 +8,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from lessonlib.core import seed_everything
-from lessonlib.learner import Learner
+from lessonlib.core import eval_mode, seed_everything
+from lessonlib.learner import Learner, to_device
 from lessonlib.tabular.loader import TensorLoader, frame_loader
 from lessonlib.tabular.model import (
+    Calibrated,
     TabularModel,
     batch_exp_rmspe,
     emb_sizes,
@@ -45,10 +46,26 @@ class SalesConfig:
 
 @dataclass
 class Run:
-    learn: Learner
+    learn: Learner        # learn.model: the trained network
+    model: Calibrated     # the network with its output factor and cap: what predicts
     proc: TabularProcessor
     rmspe: float          # exp-RMSPE on the validation rows
     seconds: float        # wall time of learn.fit
+
+    def predict(self, dl) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log-Sales predictions of `model`, targets) for a loader of ((cats, conts), y) batches."""
+        return predict(self.model, dl, self.learn)
+
+
+def predict(model: torch.nn.Module, dl, learn: Learner) -> tuple[torch.Tensor, torch.Tensor]:
+    """(predictions, targets) of `model` over `dl` on the CPU, computed as `learn.get_preds` does: eval
+    mode, no gradients, the Learner's device and autocast."""
+    preds, targets = [], []
+    with eval_mode(model), learn.autocast():
+        for x, y in dl:
+            preds.append(model(to_device(x, learn.device)).float().cpu())
+            targets.append(y)
+    return torch.cat(preds), torch.cat(targets)
 
 
 def fit_sales_model(train: pd.DataFrame, valid: pd.DataFrame, cat_names, cont_names, cfg: SalesConfig,
@@ -75,19 +92,20 @@ def fit_sales_model(train: pd.DataFrame, valid: pd.DataFrame, cat_names, cont_na
                          "name one of them, or pass cap_by=None for no cap")
     sizes = emb_sizes(proc.cardinalities, cfg.size_rule)
     cap_input = None if cap_by is None else proc.all_cat_names.index(cap_by)
-    model = TabularModel(proc.cardinalities, len(proc.cont_names), sizes=sizes, layers=cfg.layers, ps=cfg.ps,
-                         emb_drop=cfg.emb_drop, y_range=y_range_for(log_y), y_init=float(log_y.mean()),
-                         one_hot=cfg.one_hot, cap_input=cap_input)
-    learn = Learner(model, train_dl, valid_dl, F.mse_loss, device=device, amp=cfg.amp, wd=cfg.wd,
+    net = TabularModel(proc.cardinalities, len(proc.cont_names), sizes=sizes, layers=cfg.layers, ps=cfg.ps,
+                       emb_drop=cfg.emb_drop, y_range=y_range_for(log_y), y_init=float(log_y.mean()),
+                       one_hot=cfg.one_hot)
+    learn = Learner(net, train_dl, valid_dl, F.mse_loss, device=device, amp=cfg.amp, wd=cfg.wd,
                     clip=cfg.clip)
     learn.fit(cfg.epochs, cfg.lr, show=show)
-    if cap_by is not None:
-        model.log_cap.copy_(log_ceilings(train_dl.cats[:, cap_input], train_dl.y, model.log_cap.numel()))
+    log_cap = None if cap_by is None else log_ceilings(train_dl.cats[:, cap_input], train_dl.y,
+                                                       proc.cardinalities[cap_input])
+    model = Calibrated(net, 0.0, cap_input, log_cap).to(learn.device)
     if cfg.rmspe_scale:  # the training rows' tensors again, in order
         fit_rows = TensorLoader(train_dl.cats, train_dl.conts, train_dl.y, batch_size=8192)
-        model.log_scale.fill_(rmspe_log_scale(*learn.get_preds(fit_rows)))
-    preds, targets = learn.get_preds(valid_dl)
-    return Run(learn, proc, exp_rmspe(preds, targets).item(), float(learn.history["seconds"].sum()))
+        model.log_scale.fill_(rmspe_log_scale(*predict(model, fit_rows, learn)))
+    preds, targets = predict(model, valid_dl, learn)
+    return Run(learn, model, proc, exp_rmspe(preds, targets).item(), float(learn.history["seconds"].sum()))
 
 
 def lesson_style_rmspe(pred_log, valid: pd.DataFrame, batch_size: int = 256) -> float:

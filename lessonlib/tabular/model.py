@@ -38,15 +38,6 @@ class TabularModel(nn.Module):
     `y_init` (e.g. the mean training target) starts the output there: the head's bias is set to give
     it and its weights start small, so the first epoch is not spent undoing a random offset.
 
-    `log_scale` (a buffer, 0 until set) is added to every output: `fit_sales_model` sets it after training
-    to `rmspe_log_scale` of the training rows, which multiplies the predicted Sales by the factor that
-    minimises their RMSPE.
-
-    `cap_input` (the index of a categorical input, e.g. Store) gives the model a ceiling per code of that
-    input, the buffer `log_cap` (+inf until set): outputs are bounded by the ceiling of their row's code.
-    `fit_sales_model` sets it after training to the most each store sold in training (`log_ceilings`), so
-    a rare input that drove the sigmoid towards its top cannot predict ten times a store's best day.
-
     With `one_hot=True` each category is fed as a one-hot vector instead (a frozen identity
     "embedding" whose width is the number of codes), so the same network can be compared without
     learned embeddings.
@@ -54,7 +45,7 @@ class TabularModel(nn.Module):
 
     def __init__(self, cardinalities, n_cont: int, sizes=None, layers=(1000, 500), ps=(0.001, 0.01),
                  emb_drop: float = 0.04, y_range=None, one_hot: bool = False,
-                 y_init: float | None = None, cap_input: int | None = None):
+                 y_init: float | None = None):
         super().__init__()
         cardinalities = list(cardinalities)
         if len(ps) != len(layers):
@@ -81,10 +72,6 @@ class TabularModel(nn.Module):
         self.layers = nn.Sequential(*blocks)
         self.head = OneDNNLinear(width, 1)
         self.y_range = None if y_range is None else tuple(float(v) for v in y_range)
-        self.register_buffer("log_scale", torch.zeros(()))
-        self.cap_input = cap_input
-        if cap_input is not None:
-            self.register_buffer("log_cap", torch.full((cardinalities[cap_input],), math.inf))
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
@@ -116,15 +103,39 @@ class TabularModel(nn.Module):
         if self.y_range is not None:
             lo, hi = self.y_range
             out = lo + (hi - lo) * torch.sigmoid(out)
-        out = out + self.log_scale
-        if self.cap_input is not None:
-            out = torch.minimum(out, self.log_cap[cats[:, self.cap_input]])
         return out
 
     def matmul_flops(self, batch_rows: int, backward: bool = True) -> float:
         """Multiply-add FLOPs of the Linear layers for `batch_rows` rows (x3 with the backward pass)."""
         macs = sum(m.in_features * m.out_features for m in self.modules() if isinstance(m, nn.Linear))
         return 2.0 * macs * batch_rows * (3 if backward else 1)
+
+
+class Calibrated(nn.Module):
+    """A trained network's log-Sales outputs, adjusted after training (training never sees these):
+
+    - shifted by `log_scale`, `rmspe_log_scale` of the training rows, which multiplies the predicted
+      Sales by the factor that minimises their RMSPE;
+    - bounded by `log_cap[code]`, a ceiling per code of the categorical input `cap_input` (e.g. the
+      most each store sold in training, `log_ceilings`), so a rare input that drove the sigmoid towards
+      its top cannot predict ten times a store's best day. None: no ceiling.
+
+    Both are buffers, saved with the state_dict."""
+
+    def __init__(self, net: nn.Module, log_scale: float = 0.0, cap_input: int | None = None, log_cap=None):
+        super().__init__()
+        if (cap_input is None) != (log_cap is None):
+            raise ValueError("give both cap_input and log_cap, or neither")
+        self.net, self.cap_input = net, cap_input
+        self.register_buffer("log_scale", torch.tensor(float(log_scale)))
+        cap = None if log_cap is None else torch.as_tensor(log_cap, dtype=torch.float32)
+        self.register_buffer("log_cap", cap)
+
+    def forward(self, x):
+        out = self.net(x) + self.log_scale
+        if self.cap_input is not None:
+            out = torch.minimum(out, self.log_cap[x[0][:, self.cap_input]])
+        return out
 
 
 def y_range_for(log_y, margin: float = 0.2) -> tuple[float, float]:
