@@ -13,11 +13,20 @@ Two steps, so the GPU machine needs neither spaCy nor the dataset:
 classifier's stages (`--stages`, one epoch each by default) and their test passes need, and gives the
 LM what is left: as many LM epochs as fit, or one pass over as many (seeded) reviews as fit.
 `export --size sample` and `run --preset sample` try the same code on a CPU.
+
+With `--json PATH` the figures (test_accuracy, scratch_test_accuracy with `--scratch-epochs`,
+lm_valid_perplexity, tokens/s, wall_seconds, device, date, command) are written after every stage,
+so a run cut short still reports. Commit each GPU run's file as `benchmarks/results/imdb_full_<date>.json`:
+notebook 05's "At full size" section shows every such file. The GPU run this project is waiting for:
+
+    python benchmarks/imdb_gpu_check.py run imdb_ids.npz --minutes 9 --scratch-epochs 3 \
+        --json "$OUT/imdb_full_$(date +%F).json"
 """
 
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -98,8 +107,17 @@ def run(args, work: Path) -> None:
     start = time.perf_counter()
     deadline = start + args.minutes * 60
     seed_everything(args.seed)
-    print(f"seed {args.seed}; device {torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}, "
-          f"torch {torch.__version__}; budget {args.minutes:g} min")
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    print(f"seed {args.seed}; device {device}, torch {torch.__version__}; budget {args.minutes:g} min")
+    results = {"command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d"),
+               "device": device, "torch": torch.__version__, "preset": args.preset, "seed": args.seed}
+
+    def record(**figures) -> None:
+        """Add figures and write the JSON now, so a run cut short still reports what it reached."""
+        results.update(figures, wall_seconds=round(time.perf_counter() - start, 1))
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1))
+
     vocab, parts, lm_train_idx, lm_valid_idx = load(args.ids)
     lm_docs = parts["train"][0] + parts["unsup"][0]
     lm_train = [lm_docs[i] for i in lm_train_idx]
@@ -114,10 +132,10 @@ def run(args, work: Path) -> None:
           f"train / {len(clf.test):,} test reviews ({clf_train_tokens:,} / {clf_test_tokens:,} tokens)")
 
     # 1. measured rates (skipped with --lm-epochs): the LM at the recipe's bs and at ours, the classifier
-    amp, results = None, {}  # amp None: bf16 autocast on CUDA
+    amp = None  # None: bf16 autocast on CUDA
     if args.lm_epochs is None:
         amp, rates = measure_rates(args, cfg, preset, vocab, lm_train, lm_valid, clf, work)
-        results.update(rates)
+        record(**rates)
         train_rate, eval_rate = rates["clf_train_tokens_per_s"], rates["clf_eval_tokens_per_s"]
         # epochs in all-layers units (a head-only epoch runs the encoder forward only); one test pass each
         head, last, every = args.stages
@@ -144,7 +162,8 @@ def run(args, work: Path) -> None:
           f"{n_tokens(docs) / n_tokens(lm_train):.0%} of the LM's training set), "
           f"bs {cfg.bs}, lr {cfg.lr:g}")
     learn = fit_lm(docs, lm_valid, vocab, cfg, epochs, args.seed, amp)
-    results["lm_valid_perplexity"] = float(np.exp(learn.history["valid_loss"].iloc[-1]))
+    record(lm_valid_perplexity=float(np.exp(learn.history["valid_loss"].iloc[-1])), lm_epochs=epochs,
+           lm_train_tokens=n_tokens(docs) * epochs)
     print(f"LM valid perplexity {results['lm_valid_perplexity']:.1f} "
           f"after {time.perf_counter() - start:.0f}s")
     lm_file = save_encoder(work / "lm.pt", learn.model.encoder, vocab, learn.model.decoder)
@@ -158,19 +177,19 @@ def run(args, work: Path) -> None:
     test_acc = float(learn.evaluate(clf.test_loader(args.bs))["acc"])  # the test set, read once
     print(f"LM-initialised classifier fine-tuned in {time.perf_counter() - t:.0f}s: "
           f"test accuracy {test_acc:.4f}")
-    results["lm_init_test_accuracy"] = test_acc
+    record(test_accuracy=test_acc)
     if args.scratch_epochs:
         t = time.perf_counter()
         learn = train_classifier(lm_file, clf, pretrained=False, seed=args.seed, lr=args.scratch_lr,
                                  epochs=args.scratch_epochs, bs=args.bs, show=True, amp=amp)
-        results["scratch"] = float(learn.evaluate(clf.test_loader(args.bs))["acc"])
+        record(scratch_test_accuracy=float(learn.evaluate(clf.test_loader(args.bs))["acc"]),
+               scratch_epochs=args.scratch_epochs)
         print(f"from scratch ({args.scratch_epochs} epochs at {args.scratch_lr:g}): test accuracy "
-              f"{results['scratch']:.4f} in {time.perf_counter() - t:.0f}s")
+              f"{results['scratch_test_accuracy']:.4f} in {time.perf_counter() - t:.0f}s")
     print(f"total {time.perf_counter() - start:.0f}s of a {args.minutes * 60:.0f}s budget; "
           f"LM-initialised test accuracy {test_acc:.4f} on {len(clf.test):,} reviews "
           "(a time-boxed run; the full recipe's target is 0.945)")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+    record()
 
 
 def measure_rates(args, cfg, preset, vocab, lm_train, lm_valid, clf, work):

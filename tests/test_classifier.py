@@ -238,7 +238,7 @@ def test_classifier_from_lm_copies_the_encoder_or_starts_fresh(tmp_path):
     assert torch.equal(lm.encoder.embedding.weight, w)
     assert not torch.equal(scratch.encoder.embedding.weight, w)
     assert scratch.encoder.config == lm.encoder.config
-    assert lm.encoder.config["drop_mult"] == 0.5 and lm.vocab.itos == enc_vocab_itos(path)
+    assert lm.encoder.config.drop_mult == 0.5 and lm.vocab.itos == enc_vocab_itos(path)
     assert len(lm.layer_groups()) == 2 + 2  # embedding, 2 LSTM layers, head
 
 

@@ -158,7 +158,7 @@ def test_save_and_load_encoder(tmp_path):
     enc = AWDLSTM(V, 6, 10, 2).eval()
     path = save_encoder(tmp_path / "m" / "enc.pt", enc, vocab)
     enc2, vocab2 = load_encoder(path, drop_mult=0.5)
-    assert vocab2.itos == vocab.itos and enc2.config["drop_mult"] == 0.5
+    assert vocab2.itos == vocab.itos and enc2.config.drop_mult == 0.5
     x = torch.randint(0, V, (2, 4))
     assert torch.allclose(enc(x), enc2.eval()(x))
     assert not list((tmp_path / "m").glob("*.tmp"))

@@ -11,6 +11,7 @@
 """
 
 import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -90,6 +91,23 @@ class WeightDropLSTM(nn.Module):
         return f"{self.n_in}, {self.n_hid}, weight_p={self.weight_p}"
 
 
+@dataclass(frozen=True)
+class AWDConfig:
+    """An AWD-LSTM encoder's shape and dropouts (each dropout is multiplied by `drop_mult`): what
+    `save_encoder` stores and `AWDLSTM.from_config` rebuilds."""
+
+    vocab_size: int
+    emb_size: int = 400
+    n_hid: int = 1152
+    n_layers: int = 3
+    pad_id: int = 1
+    input_p: float = 0.25
+    hidden_p: float = 0.15
+    embed_p: float = 0.02
+    weight_p: float = 0.2
+    drop_mult: float = 1.0
+
+
 class AWDLSTM(nn.Module):
     """The encoder: tokens (bs, seq) -> last layer's outputs (bs, seq, emb_size).
 
@@ -103,9 +121,8 @@ class AWDLSTM(nn.Module):
         super().__init__()
         if n_layers < 1:
             raise ValueError("n_layers must be at least 1")
-        self.config = dict(vocab_size=vocab_size, emb_size=emb_size, n_hid=n_hid, n_layers=n_layers,
-                           pad_id=pad_id, input_p=input_p, hidden_p=hidden_p, embed_p=embed_p,
-                           weight_p=weight_p, drop_mult=drop_mult)
+        self.config = AWDConfig(vocab_size, emb_size, n_hid, n_layers, pad_id, input_p, hidden_p, embed_p,
+                                weight_p, drop_mult)
         m = drop_mult
         self.embedding = EmbeddingDropout(vocab_size, emb_size, pad_id, embed_p * m)
         sizes = [emb_size] + [n_hid] * (n_layers - 1) + [emb_size]
@@ -115,6 +132,11 @@ class AWDLSTM(nn.Module):
         self.hidden_dps = nn.ModuleList(LockedDropout(hidden_p * m) for _ in range(n_layers - 1))
         self.hidden = None
         self.last_output = None  # the last layer's output of the latest call (for TAR)
+
+    @classmethod
+    def from_config(cls, config: AWDConfig, **changes) -> "AWDLSTM":
+        """A fresh encoder of `config`'s shape (with `changes`, e.g. `drop_mult=0.5`)."""
+        return cls(**{**asdict(config), **changes})
 
     def reset(self) -> None:
         """Forget the hidden state (start of an epoch, a new text, ...)."""
@@ -324,8 +346,8 @@ def save_encoder(path, encoder: AWDLSTM, vocab, decoder: nn.Module | None = None
     elif decoder is not None:
         raise TypeError(f"cannot save a {type(decoder).__name__}: expected LinearDecoder or AdaptiveDecoder")
     with atomic_write(path) as f:
-        torch.save({"format": "lessonlib-awd-lstm-encoder/1", "config": encoder.config, "state_dict": state,
-                    "itos": vocab.itos, "counts": vocab.counts, **extra}, f)
+        torch.save({"format": "lessonlib-awd-lstm-encoder/1", "config": asdict(encoder.config),
+                    "state_dict": state, "itos": vocab.itos, "counts": vocab.counts, **extra}, f)
     return path
 
 
@@ -337,8 +359,7 @@ def load_encoder(path, **overrides):
         raise FileNotFoundError(f"no saved encoder at {path}: run notebooks/04_imdb_language_model.ipynb "
                                 "or lessonlib.text.lm.imdb_language_model() first")
     blob = torch.load(path, map_location="cpu", weights_only=True)
-    config = {**blob["config"], **overrides}
-    encoder = AWDLSTM(**config)
+    encoder = AWDLSTM.from_config(AWDConfig(**blob["config"]), **overrides)
     encoder.load_state_dict(blob["state_dict"])
     return encoder, Vocab(blob["itos"], blob.get("counts"))
 
@@ -348,7 +369,7 @@ def load_language_model(path) -> tuple[LanguageModel, Vocab]:
     generating text."""
     encoder, vocab = load_encoder(path)
     blob = torch.load(path, map_location="cpu", weights_only=True)
-    emb_size, vocab_size = encoder.config["emb_size"], encoder.config["vocab_size"]
+    emb_size, vocab_size = encoder.config.emb_size, encoder.config.vocab_size
     if "decoder_bias" in blob:
         decoder = LinearDecoder(emb_size, vocab_size, 0.0, tie_to=encoder.embedding.weight)
         with torch.no_grad():

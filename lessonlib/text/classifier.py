@@ -276,8 +276,8 @@ def classifier_from_lm(path, pretrained: bool = True, drop_mult: float = 0.5, **
     `kwargs` go to `TextClassifier` (bptt, max_len, ...)."""
     encoder, vocab = load_encoder(path, drop_mult=drop_mult)
     if not pretrained:
-        encoder = AWDLSTM(**encoder.config)
-    return TextClassifier(encoder, encoder.config["emb_size"], vocab.pad_id, vocab=vocab, **kwargs)
+        encoder = AWDLSTM.from_config(encoder.config)
+    return TextClassifier(encoder, encoder.config.emb_size, vocab.pad_id, vocab=vocab, **kwargs)
 
 
 def classifier_path(lm_file) -> Path:
