@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from IPython.display import display
 
-from .core import atomic_write, progress_enabled
+from lessonlib.core import atomic_write, progress_enabled
+from lessonlib.dropout import dropout
 
 
 def interactive() -> bool:
@@ -26,8 +27,6 @@ def _show(fig) -> None:
 
 
 def _dropout_figure(p: float, activations: torch.Tensor, seed: int):
-    from .dropout import dropout
-
     # The mask needs its own stream: drawn from the activations' seed, it would keep exactly the
     # units whose activation was below 1-p.
     dropped = dropout(activations, p, generator=torch.Generator().manual_seed(seed + 1))

@@ -10,6 +10,8 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 
+from lessonlib.bow import BagOfWords
+
 
 def nb_ratio(X, y, alpha: float = 1.0) -> np.ndarray:
     """The naive-Bayes log-count ratio of each feature (column of the binary matrix `X`) for y == 1."""
@@ -59,8 +61,6 @@ def nbsvm_on_texts(train_texts, train_labels, ngram_range=(1, 2), min_df: int = 
                    alpha: float = 1.0):
     """(featuriser, fitted NBSVM) on binarised n-grams of raw texts (`lessonlib.bow.BagOfWords`).
     Score new texts with `model.score(bow.transform(texts, output="scipy"), labels)`."""
-    from lessonlib.bow import BagOfWords
-
     bow = BagOfWords(ngram_range=ngram_range, min_df=min_df).fit(train_texts)
     model = NBSVM(C=C, alpha=alpha).fit(bow.transform(train_texts, output="scipy"), train_labels)
     return bow, model

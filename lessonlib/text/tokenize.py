@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from lessonlib.core import atomic_write, progress
+from lessonlib.data import cache_dir
 
 UNK, PAD, BOS, MAJ, UP, REP, WREP = "xxunk", "xxpad", "xxbos", "xxmaj", "xxup", "xxrep", "xxwrep"
 SPECIAL_TOKENS = [UNK, PAD, BOS, MAJ, UP, REP, WREP]
@@ -102,8 +103,6 @@ def bare_spacy_batch(texts: list[str]) -> list[list[str]]:
 
 def data_cache_dir() -> Path:
     """The dataset cache (`LESSONLIB_DATA`, default `data/` in the repository)."""
-    from lessonlib.data import cache_dir
-
     return Path(cache_dir())
 
 
