@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lessonlib.tabular.model import exp_rmspe, rmspe_log_scale
+from lessonlib.tabular.model import TabularModel, embedded, exp_rmspe, rmspe_log_scale
 from lessonlib.tabular.preprocess import TabularProcessor
 from lessonlib.tabular.trees import blend, fit_sales_trees, group_means, lookup_means
 
@@ -69,3 +69,25 @@ def test_blend_is_a_weighted_mean_of_logs():
     np.testing.assert_allclose(blend([1.0], [3.0], 0.0), [1.0])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         blend([1.0], [3.0], 1.5)
+
+
+def test_embedded_replaces_each_code_by_its_embedding_row():
+    net = TabularModel([4, 3], 0, sizes=[2, 5], layers=(4,), ps=(0.0,))
+    cats = np.array([[1, 2], [3, 0]])
+    got = embedded(net, cats)
+    assert got.shape == (2, 7) and got.dtype == np.float64
+    w0, w1 = net.embeds[0].weight.detach().double().numpy(), net.embeds[1].weight.detach().double().numpy()
+    np.testing.assert_allclose(got, np.hstack([w0[[1, 3]], w1[[2, 0]]]))
+
+
+def test_trees_on_embedding_vectors_take_them_as_numbers_and_learn():
+    df = sales_table()
+    fit, valid = df[df["Date"] < "2014-04-01"], df[df["Date"] >= "2014-04-01"]
+    proc = TabularProcessor(["Store", "DayOfWeek", "Promo"], ["Temp"]).fit(fit)
+    net = TabularModel(proc.cardinalities, 1, layers=(4,), ps=(0.0,))
+    trees = fit_sales_trees(fit, proc, max_iter=100, max_leaf_nodes=15, embeddings=net)
+    width = sum(e.embedding_dim for e in net.embeds)
+    assert trees.inputs(valid).shape[1] == width + 1 + 4  # vectors, Temp, the four group means
+    assert not any(trees.model.categorical_features)  # vectors are split as numbers
+    got = exp_rmspe(trees.predict_log(valid), np.log(valid["Sales"].to_numpy())).item()
+    assert got < 0.1  # random vectors still tell the codes apart; the group means carry the levels

@@ -199,3 +199,13 @@ def embedding_weights(model: TabularModel, cat_names: list, name: str) -> np.nda
     """The learned embedding of categorical column `name`, one row per known level (the unknown
     code 0 left out), as float64 numpy."""
     return model.embeds[cat_names.index(name)].weight.detach().double().cpu().numpy()[1:]
+
+
+def embedded(model: TabularModel, cats) -> np.ndarray:
+    """Each categorical code of `cats` (rows x categorical columns, the processor's codes) replaced by
+    its row of the trained network's embedding: (rows, sum of the embedding widths), float64. Guo &
+    Berkhahn's entity embeddings as input features for models that cannot learn such vectors."""
+    cats = torch.as_tensor(np.asarray(cats), dtype=torch.int64)
+    with torch.no_grad():
+        parts = [emb.weight.detach().cpu()[cats[:, i]] for i, emb in enumerate(model.embeds)]
+    return torch.cat(parts, dim=1).double().numpy()

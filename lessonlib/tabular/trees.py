@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-from lessonlib.tabular.model import rmspe_log_scale
+from lessonlib.tabular.model import TabularModel, embedded, rmspe_log_scale
 from lessonlib.tabular.preprocess import TabularProcessor
 
 STORE_GROUPS = (("Store",), ("Store", "DayOfWeek"), ("Store", "Promo"), ("Store", "Promo", "DayOfWeek"))
@@ -43,15 +43,20 @@ def lookup_means(df: pd.DataFrame, means: list[pd.Series]) -> np.ndarray:
 @dataclass
 class SalesTrees:
     """A fitted tree model: the network's processor, the group means, the trees and their RMSPE factor
-    (log_scale, added to every log prediction as for the network)."""
+    (log_scale, added to every log prediction as for the network). With `embeddings` (a trained
+    TabularModel) the categories enter as that network's embedding vectors instead of codes."""
     proc: TabularProcessor
     means: list
     model: HistGradientBoostingRegressor
     log_scale: float = 0.0
+    embeddings: TabularModel | None = None
 
     def inputs(self, df: pd.DataFrame) -> np.ndarray:
-        """The trees' input matrix for `df`: category codes, scaled continuous columns, group means."""
+        """The trees' input matrix for `df`: category codes (or embedding vectors), scaled continuous
+        columns, group means."""
         cats, conts = self.proc.transform(df)
+        if self.embeddings is not None:
+            cats = embedded(self.embeddings, cats)
         return np.hstack([cats, conts, lookup_means(df, self.means)])
 
     def predict_log(self, df: pd.DataFrame) -> np.ndarray:
@@ -61,16 +66,22 @@ class SalesTrees:
 
 def fit_sales_trees(train: pd.DataFrame, proc: TabularProcessor, *, max_iter: int = 1000,
                     max_leaf_nodes: int = 63, learning_rate: float = 0.1, groups=STORE_GROUPS,
-                    seed: int = 42, rmspe_scale: bool = True) -> SalesTrees:
+                    seed: int = 42, rmspe_scale: bool = True,
+                    embeddings: TabularModel | None = None) -> SalesTrees:
     """Fit the trees on log(Sales) of `train` with the fitted `proc`; with `rmspe_scale` their output is
-    shifted by `rmspe_log_scale` of their predictions on the training rows, as `fit_sales_model` does."""
+    shifted by `rmspe_log_scale` of their predictions on the training rows, as `fit_sales_model` does.
+    With `embeddings` (a network trained on `proc`'s codes) the categories enter as its embedding
+    vectors, plain numbers to split on, instead of codes split as categories."""
     if not proc.fitted:
         raise ValueError("fit_sales_trees needs a fitted TabularProcessor: call proc.fit(train) first")
-    is_cat = [c <= MAX_CATEGORIES for c in proc.cardinalities]
+    if embeddings is None:
+        is_cat = [c <= MAX_CATEGORIES for c in proc.cardinalities]
+    else:
+        is_cat = [False] * sum(e.embedding_dim for e in embeddings.embeds)
     is_cat += [False] * (len(proc.cont_names) + len(groups))
     trees = SalesTrees(proc, group_means(train, groups), HistGradientBoostingRegressor(
         max_iter=max_iter, max_leaf_nodes=max_leaf_nodes, learning_rate=learning_rate,
-        categorical_features=is_cat, early_stopping=False, random_state=seed))
+        categorical_features=is_cat, early_stopping=False, random_state=seed), embeddings=embeddings)
     x, log_y = trees.inputs(train), np.log(train["Sales"].to_numpy(dtype=np.float64))
     trees.model.fit(x, log_y)
     if rmspe_scale:
