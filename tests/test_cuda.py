@@ -5,7 +5,7 @@ on a GPU machine run them first, in a minute: `pytest -m cuda tests`."""
 import pytest
 import torch
 import torch.nn.functional as F
-from test_learner import TwoGroups, make_data, make_learner, params
+from test_learner import TwoGroups, crash_then_load, make_data, make_learner, params
 from torch.utils.data import DataLoader
 
 from lessonlib.learner import Learner, accuracy
@@ -25,21 +25,7 @@ def test_fp16_with_the_gradient_scaler_learns_and_keeps_the_weights_finite():
 def test_resume_on_cuda_is_exact(tmp_path):
     straight = make_learner(seed=0, amp="fp16")
     straight.fit(2, 1e-2, show=False)
-
-    class Crash(Exception):
-        pass
-
-    class CrashInSecondEpoch:
-        def before_epoch(self, learn):
-            if learn.epoch == 1:
-                raise Crash
-
-    crashed = make_learner(seed=0, amp="fp16", callbacks=[CrashInSecondEpoch()])
-    with pytest.raises(Crash):
-        crashed.fit(2, 1e-2, show=False, checkpoint=tmp_path / "ckpt.pt")
-    torch.manual_seed(123)
-    torch.cuda.manual_seed_all(123)  # other CUDA generator state: dropout must come back from the file
-    resumed = make_learner(seed=7, amp="fp16").load(tmp_path / "ckpt.pt")
+    resumed = crash_then_load(tmp_path / "ckpt.pt", amp="fp16")  # dropout's CUDA RNG comes from the file
     resumed.fit(2, 1e-2, show=False, start_epoch=resumed.epoch)
     assert all(torch.equal(a, b) for a, b in zip(params(straight.model), params(resumed.model), strict=True))
 

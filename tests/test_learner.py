@@ -324,28 +324,34 @@ def test_plot_losses_draws_train_and_valid(tmp_path):
     plt.close("all")
 
 
+class Crash(Exception):
+    pass
+
+
+class CrashInSecondEpoch:
+    def before_epoch(self, learn):
+        if learn.epoch == 1:
+            raise Crash
+
+
+def crash_then_load(ckpt, **kw) -> Learner:
+    """A 2-epoch fit that crashes in its second epoch after checkpointing, then a fresh Learner (other
+    RNG state, other initial weights, as in a new process) loaded from the checkpoint."""
+    crashed = make_learner(seed=0, callbacks=[CrashInSecondEpoch()], **kw)
+    with pytest.raises(Crash):
+        crashed.fit(2, 1e-2, show=False, checkpoint=ckpt)
+    assert ckpt.exists() and not list(ckpt.parent.glob("*.tmp"))
+    torch.manual_seed(123)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(123)
+    return make_learner(seed=7, **kw).load(ckpt)
+
+
 @pytest.mark.parametrize("kind", ["torch", "numpy"])
 def test_resume_is_exact(tmp_path, kind):
     straight = make_learner(seed=0, kind=kind)
     straight.fit(2, 1e-2, show=False)
-
-    class Crash(Exception):
-        pass
-
-    class CrashInSecondEpoch:
-        def before_epoch(self, learn):
-            if learn.epoch == 1:
-                raise Crash
-
-    ckpt = tmp_path / "run" / "ckpt.pt"
-    crashed = make_learner(seed=0, kind=kind, callbacks=[CrashInSecondEpoch()])
-    with pytest.raises(Crash):
-        crashed.fit(2, 1e-2, show=False, checkpoint=ckpt)
-    assert ckpt.exists() and not list(ckpt.parent.glob("*.tmp"))
-
-    torch.manual_seed(123)  # a fresh process: other RNG state, other initial weights
-    resumed = make_learner(seed=7, kind=kind)
-    resumed.load(ckpt)
+    resumed = crash_then_load(tmp_path / "run" / "ckpt.pt", kind=kind)
     assert resumed.epoch == 1 and len(resumed.history) == 1
     with pytest.raises(ValueError, match="same epochs, lr and schedule"):
         resumed.fit(3, 1e-2, show=False, start_epoch=resumed.epoch)
