@@ -16,6 +16,7 @@ import time
 
 import torch
 from gemm import gemm_peak
+from step_profile import step_profile
 
 from lessonlib.data import rossmann
 from lessonlib.tabular import features
@@ -68,7 +69,8 @@ def train_and_score(train, valid, args, label: str, n_seeds: int = 1) -> dict:
 
 def throughput_probe(rows, args, rounds: int = 3, n_rows: int = 100_000) -> None:
     """Load-robust FLOP fraction: each round times one training epoch on `n_rows` rows through the
-    Learner, bracketed by GEMM-peak measurements, and divides by the mean of the two peaks."""
+    Learner, bracketed by GEMM-peak measurements, and divides by the mean of the two peaks. Then a
+    profile of training steps at the same batch size: what share of the time the products take."""
     fit_rows, valid = features.split(rows, features.LESSON_VALID)
     fit_rows = fit_rows.sample(min(n_rows, len(fit_rows)), random_state=args.seed)
     probe = argparse.Namespace(**{**vars(args), "epochs": 1, "trees_weight": 0})
@@ -80,6 +82,14 @@ def throughput_probe(rows, args, rounds: int = 3, n_rows: int = 100_000) -> None
         print(f"[probe {r + 1}/{rounds}] {result['rows_per_s']:,.0f} rows/s, "
               f"matmul {result['gflops']:.1f} GFLOP/s; {peak_dtype(args)} GEMM peak {before:.1f} before / "
               f"{after:.1f} after -> {100 * result['gflops'] / peak:.0f}% of peak")
+    cfg = SalesConfig(epochs=1, lr=args.lr, batch_size=args.bs, layers=args.layers, ps=args.ps,
+                      emb_drop=args.emb_drop, amp=args.amp, wd=args.wd)
+    learn = fit_sales_model(fit_rows.head(20 * args.bs), valid.head(1024), features.CAT_NAMES,
+                            features.CONT_NAMES, cfg, seed=args.seed, device="cpu", show=False).learn
+    learn.training = True
+    learn.model.train()
+    batches = iter(learn.train_dl)
+    step_profile(lambda: learn.one_batch(next(batches)), steps=10)
 
 
 def peak_dtype(args):

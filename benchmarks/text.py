@@ -11,7 +11,7 @@ against spaCy's bare tokenizer, both over the same worker pool harness with `--w
 
 LM training on the texts of LM preset `--size`, at the sizes, batch size and bptt of `--recipe`:
 training tokens/s for each variant (full or adaptive softmax, fp32 or bf16 autocast), the FLOP rate
-against fp32/bf16 GEMM peaks measured in the same run, a profile of one baseline step, and validation
+against fp32/bf16 GEMM peaks measured in the same run, a profile of its training steps, and validation
 perplexity after the same batches (so the same tokens) for every variant, so a speed-up is not bought
 with quality. Needs `LESSONLIB_DATA_MIRROR` or internet for the data.
 """
@@ -21,10 +21,12 @@ import math
 import time
 from contextlib import nullcontext
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import torch
 from gemm import describe, gemm_peaks, sync
+from step_profile import step_profile
 
 VARIANTS = ("fp32", "bf16", "adaptive", "adaptive+bf16", "fp32-native-lstm")
 
@@ -68,6 +70,18 @@ def lm_flops_per_token(model, vocab_size: int, cluster_frac=None) -> float:
     return 3 * 2 * macs
 
 
+def lm_step(model, loss_fn, opt, amp, clip: float, x, y) -> None:
+    """One training step as notebook 04's Learner takes it: loss with AR/TAR, backward, clipping, AdamW."""
+    with amp:
+        loss = loss_fn(model(x), y)
+        h, d = model.encoder.last_output.float(), model.decoder.last_input.float()
+        loss = loss + 2.0 * d.pow(2).mean() + 1.0 * (h[:, 1:] - h[:, :-1]).pow(2).mean()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
 def bench_lm(args) -> None:
     from lessonlib.core import seed_everything
     from lessonlib.text.awd_lstm import lm_loss
@@ -78,6 +92,10 @@ def bench_lm(args) -> None:
         cfg = LMConfig(emb_size=200, n_hid=500, n_layers=3, bs=64, bptt=70, drop_mult=0.5)
     else:  # notebook 04's LM: its sizes, batch size, bptt and clipping
         cfg = LM_PRESETS[args.recipe]
+    if args.bs:
+        cfg = replace(cfg, bs=args.bs)
+    if args.tokens:  # the same text whatever the batch size
+        args.batches = max(2, args.tokens // (cfg.bs * cfg.bptt))
     data = lm_data(args.size)
     V = len(data.vocab)
     print(f"\nLM training ({args.recipe} recipe): vocab {V:,}, emb {cfg.emb_size}, hidden {cfg.n_hid}, "
@@ -117,20 +135,14 @@ def bench_lm(args) -> None:
                 x, y = x.to(device), y.to(device)
                 sync(device)
                 t = time.perf_counter()
-                with amp:
-                    loss = loss_fn(model(x), y)
-                    h, d = model.encoder.last_output.float(), model.decoder.last_input.float()
-                    loss = loss + 2.0 * d.pow(2).mean() + 1.0 * (h[:, 1:] - h[:, :-1]).pow(2).mean()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
+                lm_step(model, loss_fn, opt, amp, cfg.clip, x, y)
                 sync(device)
                 if i > 0:  # the first batch warms up allocators and kernels
                     seconds += time.perf_counter() - t
                     n_tok += x.numel()
-            if variant == "fp32" and args.profile:
-                profile_step(model, loss_fn, x, y)
+            if args.profile:
+                print(f"  {variant}:", end="")
+                step_profile(partial(lm_step, model, loss_fn, opt, amp, cfg.clip, x, y), steps=3)
             model.eval()
             total, count = 0.0, 0
             with torch.no_grad(), amp:
@@ -149,27 +161,6 @@ def bench_lm(args) -> None:
           f"of {cfg.bs * cfg.bptt:,} tokens, lr {args.lr})")
 
 
-def profile_step(model, loss_fn, x, y) -> None:
-    """Share of one training step's CPU time per operator family."""
-    from torch.profiler import profile
-
-    with profile() as prof:
-        loss_fn(model(x), y).backward()
-    groups = {"LSTM (fwd+bwd)": 0.0, "softmax/decoder matmul": 0.0, "other": 0.0}
-    for ev in prof.key_averages():
-        name, t = ev.key, ev.self_cpu_time_total
-        if "rnn" in name or "lstm" in name:
-            groups["LSTM (fwd+bwd)"] += t
-        elif any(k in name for k in ("softmax", "aten::mm", "aten::addmm", "nll_loss", "linear")):
-            groups["softmax/decoder matmul"] += t
-        else:
-            groups["other"] += t
-    total = sum(groups.values())
-    print("  profile of one fp32 step: " + ", ".join(f"{k} {v / total:.0%}" for k, v in groups.items()),
-          flush=True)
-    model.zero_grad(set_to_none=True)
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--part", choices=["all", "tokenize", "lm"], default="all")
@@ -180,6 +171,9 @@ def main():
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--batches", type=int, default=40, help="training batches per LM variant")
+    p.add_argument("--tokens", type=int, default=None,
+                   help="training tokens per LM variant instead of --batches (compares batch sizes fairly)")
+    p.add_argument("--bs", type=int, default=None, help="batch size instead of the recipe's")
     p.add_argument("--valid-batches", type=int, default=20)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--variants", default=",".join(VARIANTS))

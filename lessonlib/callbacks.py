@@ -111,7 +111,7 @@ class Recorder(Callback):
         """Add columns to the current epoch's row (call from a later callback's `after_epoch`)."""
         self.rows[-1].update(values)
 
-    def plot(self, history, ax=None) -> None:
+    def plot(self, ax=None) -> None:
         """Training loss per batch (exponentially smoothed) and validation loss at each epoch's end."""
         if not self.batch_losses:
             raise RuntimeError("no losses recorded yet: call fit() first")
@@ -120,8 +120,9 @@ class Recorder(Callback):
         ax = ax or new_axes()
         smooth = smoothed(self.batch_losses)
         ax.plot(range(1, len(smooth) + 1), smooth, label="train (smoothed)")
-        if "valid_loss" in history and history["valid_loss"].notna().any():
-            ax.plot(self.epoch_ends, history["valid_loss"], "o-", label="valid")
+        valid = [row["valid_loss"] for row in self.rows]
+        if any(not math.isnan(v) for v in valid):
+            ax.plot(self.epoch_ends, valid, "o-", label="valid")
         ax.set(xlabel="batches", ylabel="loss")
         ax.legend()
 

@@ -60,6 +60,13 @@ def amp_dtype(amp, device: torch.device):
     return dtypes[amp]
 
 
+def adamw(groups, fused: bool = False, **kwargs) -> torch.optim.AdamW:
+    """The Learner's default optimizer: AdamW with betas (0.9, 0.99), fast.ai's choice. `fused` runs
+    torch's fused kernel: one pass over each parameter instead of one per arithmetic step (the same
+    update, rounded differently): `opt_func=functools.partial(adamw, fused=True)`."""
+    return torch.optim.AdamW(groups, betas=(0.9, 0.99), fused=fused, **kwargs)
+
+
 def param_groups(groups: list[nn.Module]) -> list[dict]:
     """One optimizer parameter group per layer group; a tied weight goes to the first that holds it."""
     out, seen = [], set()
@@ -94,7 +101,7 @@ class Learner:
         self.amp_dtype = amp_dtype(amp, self.device)
         # fp16 needs its gradients scaled; disabled, the scaler passes everything straight through
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        opt_func = opt_func or (lambda groups, **kw: torch.optim.AdamW(groups, betas=(0.9, 0.99), **kw))
+        opt_func = opt_func or adamw
         self.opt = opt_func(param_groups(self.layer_groups()), lr=1e-3, weight_decay=wd)
         self.recorder = Recorder()
         nan_check = NanCheck(every=1 if self.device.type == "cpu" else 32)  # a GPU read waits for the GPU
@@ -125,6 +132,7 @@ class Learner:
         self.dls = (self.train_dl, self.valid_dl)
         scheduler = Scheduler(lrs, get_schedule(schedule), epochs)
         self.callbacks.append(scheduler)
+        self.sort_callbacks()
         try:
             self.callback("before_fit")
             self.n_iter = n_batches(self.dls[0], "train_dl")
@@ -175,8 +183,13 @@ class Learner:
         self.scaler.update()
         self.opt.zero_grad(set_to_none=True)
 
+    def sort_callbacks(self) -> None:
+        """Put the callbacks in the order they run, lower `order` first (done when a fit or an evaluation
+        starts, not at every event)."""
+        self.callbacks.sort(key=lambda cb: getattr(cb, "order", 0))
+
     def callback(self, event: str) -> None:
-        for cb in sorted(self.callbacks, key=lambda cb: getattr(cb, "order", 0)):
+        for cb in self.callbacks:
             fn = getattr(cb, event, None)
             if fn is not None:
                 fn(self)
@@ -190,18 +203,21 @@ class Learner:
         return {} if ddp.is_main() else {"disable": True}  # bars on rank 0 only (if LESSONLIB_PROGRESS)
 
     # ---- evaluation ----------------------------------------------------------------------------------
-    def _batches_eval(self, dl):
-        """Yields (pred, y) for every batch of `dl`, in eval mode without gradients."""
+    def _batches_eval(self, dl, model=None):
+        """Yields (pred, y) for every batch of `dl`, in eval mode without gradients, from `model` (by
+        default the Learner's)."""
         n_batches(dl, "the loader")
+        model = model if model is not None else self.model
         self.training = False
-        self.model.eval()
+        model.eval()
+        self.sort_callbacks()
         self.callback("before_validate")
         with torch.no_grad():
             for self.batch in dl:
                 self.callback("before_batch")
                 x, y = to_device(self.batch, self.device)
                 with self.autocast():
-                    pred = self.model(x)
+                    pred = model(x)
                 yield pred, y
 
     def evaluate(self, dl=None) -> dict:
@@ -225,11 +241,12 @@ class Learner:
             raise ValueError("no loader to evaluate: pass one, or give the Learner a valid_dl")
         return dl if dl is not None else self.valid_dl
 
-    def get_preds(self, dl=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def get_preds(self, dl=None, model=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(predictions, targets) over `dl`, concatenated on the CPU (the model's first output if it
-        returns a tuple)."""
+        returns a tuple). `model`: another module to evaluate the same way, e.g. the trained model
+        inside a wrapper that adjusts its outputs."""
         preds, targets = [], []
-        for pred, y in self._batches_eval(self._eval_loader(dl)):
+        for pred, y in self._batches_eval(self._eval_loader(dl), model):
             pred = pred[0] if isinstance(pred, (tuple, list)) else pred
             preds.append(pred.float().cpu())
             targets.append(y.cpu())
@@ -293,7 +310,7 @@ class Learner:
 
     def plot_losses(self, ax=None) -> None:
         """Training loss per batch (smoothed) and validation loss at each epoch's end."""
-        self.recorder.plot(self.history, ax)
+        self.recorder.plot(ax)
 
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100, show: bool = True,
                 ax=None) -> float:

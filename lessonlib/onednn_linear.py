@@ -1,42 +1,71 @@
-"""A drop-in `nn.Linear` whose fp32 CPU matmuls run through oneDNN instead of MKL.
+"""A drop-in `nn.Linear` (optionally followed by a ReLU) whose fp32 CPU products run through oneDNN.
 
-Torch's CPU matmul calls MKL, which on AMD processors picks a kernel about half as fast as oneDNN's
-(`benchmarks/gemm.py` measures both; figures in benchmarks/README.md). oneDNN ships
-inside torch; this layer calls it for the forward product and both backward products. Anywhere else
-(GPU, autocast, other dtypes, a torch without the op) it is exactly `nn.Linear`. Same parameters and
-state_dict keys as `nn.Linear`, so checkpoints load either way; results agree to float rounding.
+The forward is one oneDNN product with the bias and the ReLU applied as the result is written, so
+the output is written once (`nn.Linear` copies the bias into it first, the ReLU reads and writes it
+again: passes over memory that cost as much as a fifth of the product at the lesson's Rossmann sizes).
+The backward products go through MKL on Intel processors, which reads the transposed operands in
+place, and through oneDNN on AMD ones, where MKL takes a generic kernel about half as fast
+(`benchmarks/gemm.py` measures both libraries; figures in benchmarks/README.md). Anywhere else (GPU,
+autocast, other dtypes, a torch without the op) it is exactly `nn.Linear` (then `relu`). Same
+parameters and state_dict keys as `nn.Linear`, so checkpoints load either way; results agree to float
+rounding.
 """
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+
+def cpu_vendor(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's vendor string ("GenuineIntel", "AuthenticAMD"), "" where the file does not say (not
+    Linux)."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
 _OP = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+USE_ONEDNN = cpu_vendor() == "AuthenticAMD"  # where MKL's fp32 matmul is the slow one
 
 
-def _mm_t(a: torch.Tensor, b: torch.Tensor, bias=None) -> torch.Tensor:
-    """a @ b.T (+ bias) by oneDNN; a is (n, k), b is (m, k)."""
-    return _OP(a, b, bias, "none", [], "")
+def _mm_t(a: torch.Tensor, b: torch.Tensor, bias=None, relu: bool = False) -> torch.Tensor:
+    """a @ b.T (+ bias, then ReLU) by oneDNN; a is (n, k), b is (m, k)."""
+    return _OP(a, b, bias, "relu" if relu else "none", [], "")
+
+
+def _matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b for the backward pass, in the faster library for this CPU (see the module docstring)."""
+    if USE_ONEDNN:
+        return _mm_t(a.contiguous(), b.t().contiguous())
+    return torch.mm(a, b)
 
 
 class _OneDNNLinearFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias):
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
-        return _mm_t(x, weight, bias)
+    def forward(ctx, x, weight, bias, relu):
+        out = _mm_t(x, weight, bias, relu)
+        ctx.save_for_backward(x, weight, out if relu else None)
+        ctx.has_bias, ctx.relu = bias is not None, relu
+        return out
 
     @staticmethod
     def backward(ctx, grad):
-        x, weight = ctx.saved_tensors
-        grad = grad.contiguous()
+        x, weight, out = ctx.saved_tensors
+        if ctx.relu:  # no gradient where the ReLU cut the output to 0
+            grad = torch.ops.aten.threshold_backward(grad, out, 0)
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = _mm_t(grad, weight.t().contiguous())          # grad @ W
+            grad_x = _matmul(grad, weight)
         if ctx.needs_input_grad[1]:
-            grad_w = _mm_t(grad.t().contiguous(), x.t().contiguous())  # grad.T @ x
+            grad_w = _matmul(grad.t(), x)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad.sum(0)
-        return grad_x, grad_w, grad_b
+        return grad_x, grad_w, grad_b, None
 
 
 def onednn_applies(x: torch.Tensor) -> bool:
@@ -46,11 +75,21 @@ def onednn_applies(x: torch.Tensor) -> bool:
 
 
 class OneDNNLinear(nn.Linear):
-    """`nn.Linear` computed by oneDNN for fp32 CPU inputs (see the module docstring)."""
+    """`nn.Linear`, then a ReLU if `relu`, computed by oneDNN for fp32 CPU inputs (see the module
+    docstring)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, relu: bool = False, **kwargs):
+        super().__init__(in_features, out_features, bias=bias, **kwargs)
+        self.relu = relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not onednn_applies(x) or self.weight.dtype != torch.float32:
-            return super().forward(x)
+            out = super().forward(x)
+            return F.relu(out) if self.relu else out
         lead = x.shape[:-1]
-        out = _OneDNNLinearFunction.apply(x.reshape(-1, x.shape[-1]).contiguous(), self.weight, self.bias)
+        out = _OneDNNLinearFunction.apply(x.reshape(-1, x.shape[-1]).contiguous(), self.weight, self.bias,
+                                          self.relu)
         return out.reshape(*lead, self.out_features)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (", relu=True" if self.relu else "")

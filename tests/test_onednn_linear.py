@@ -11,19 +11,24 @@ needs_onednn = pytest.mark.skipif(onednn_linear._OP is None or not torch.backend
                                   reason="this torch has no oneDNN linear op")
 
 
-def pair(n_in=37, n_out=19, bias=True, seed=0):
+def pair(n_in=37, n_out=19, bias=True, seed=0, relu=False):
     torch.manual_seed(seed)
-    ref = nn.Linear(n_in, n_out, bias=bias)
-    fast = OneDNNLinear(n_in, n_out, bias=bias)
-    fast.load_state_dict(ref.state_dict())
+    linear = nn.Linear(n_in, n_out, bias=bias)
+    ref = nn.Sequential(linear, nn.ReLU()) if relu else linear
+    fast = OneDNNLinear(n_in, n_out, bias=bias, relu=relu)
+    fast.load_state_dict(linear.state_dict())
     return ref, fast
 
 
 @needs_onednn
+@pytest.mark.parametrize("amd", [True, False])  # the backward products by oneDNN, or by MKL
+@pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("shape", [(64, 37), (4, 9, 37)])
-def test_forward_and_gradients_match_nn_linear(bias, shape):
-    ref, fast = pair(bias=bias)
+def test_forward_and_gradients_match_nn_linear(bias, shape, relu, amd, monkeypatch):
+    monkeypatch.setattr(onednn_linear, "USE_ONEDNN", amd)
+    ref, fast = pair(bias=bias, relu=relu)
+    linear = ref[0] if relu else ref
     x = torch.randn(*shape)
     x_ref, x_fast = x.clone().requires_grad_(), x.clone().requires_grad_()
     y_ref, y_fast = ref(x_ref), fast(x_fast)
@@ -33,23 +38,35 @@ def test_forward_and_gradients_match_nn_linear(bias, shape):
     y_ref.backward(g)
     y_fast.backward(g)
     torch.testing.assert_close(x_fast.grad, x_ref.grad, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(fast.weight.grad, ref.weight.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(fast.weight.grad, linear.weight.grad, rtol=1e-4, atol=1e-4)
     if bias:
-        torch.testing.assert_close(fast.bias.grad, ref.bias.grad, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(fast.bias.grad, linear.bias.grad, rtol=1e-4, atol=1e-5)
+    if relu:
+        assert (y_fast == 0).any() and (x_fast.grad != 0).any()  # some outputs cut, gradients flow
 
 
 @needs_onednn
-def test_oneDNN_path_is_taken_for_fp32_cpu(monkeypatch):
+@pytest.mark.parametrize("amd, products", [(True, 3), (False, 1)])
+def test_oneDNN_computes_the_forward_and_on_amd_the_backward(monkeypatch, amd, products):
+    monkeypatch.setattr(onednn_linear, "USE_ONEDNN", amd)
     calls = []
     real = onednn_linear._OP
     monkeypatch.setattr(onednn_linear, "_OP", lambda *a: calls.append(1) or real(*a))
     _, fast = pair()
     fast(torch.randn(5, 37, requires_grad=True)).sum().backward()
-    assert len(calls) == 3  # forward, grad of the input, grad of the weight
+    assert len(calls) == products  # forward (and on AMD the input's and the weight's gradients)
 
 
-def test_falls_back_to_nn_linear_exactly_outside_fp32_cpu():
-    ref, fast = pair()
+def test_cpu_vendor_reads_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n")
+    assert onednn_linear.cpu_vendor(info) == "AuthenticAMD"
+    assert onednn_linear.cpu_vendor(tmp_path / "missing") == ""
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_falls_back_to_nn_linear_exactly_outside_fp32_cpu(relu):
+    ref, fast = pair(relu=relu)
     x = torch.randn(8, 37)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not onednn_applies(x)
@@ -62,4 +79,4 @@ def test_falls_back_to_nn_linear_exactly_outside_fp32_cpu():
 def test_state_dict_interchangeable_with_nn_linear():
     ref, fast = pair()
     assert list(fast.state_dict()) == list(ref.state_dict())
-    assert isinstance(fast, nn.Linear)
+    assert isinstance(fast, nn.Linear) and "relu" in repr(OneDNNLinear(2, 3, relu=True))

@@ -3,19 +3,32 @@
 import pytest
 import torch
 
-from lessonlib.small_p_dropout import SmallPDropout, random_subset
+from lessonlib.small_p_dropout import SmallPDropout, bernoulli_positions
 
 
-def test_random_subset_is_distinct_and_covers_positions_evenly():
+def test_bernoulli_positions_are_independent_coin_flips():
     torch.manual_seed(0)
-    idx = random_subset(50, 40)
-    assert len(idx) == 40 and len(idx.unique()) == 40 and 0 <= idx.min() and idx.max() < 50
-    counts = torch.zeros(10)
-    for _ in range(4000):
-        counts[random_subset(10, 3)] += 1
-    assert (counts / 4000 - 0.3).abs().max() < 0.03  # each position in 3 of 10: 0.3 +- 3 std errors
-    with pytest.raises(ValueError, match="distinct"):
-        random_subset(3, 4)
+    n, p, draws = 40, 0.3, 5000
+    hits = torch.zeros(draws, n)
+    for i in range(draws):
+        idx = bernoulli_positions(n, p)
+        assert torch.all(idx[1:] > idx[:-1]) and (len(idx) == 0 or (idx[0] >= 0 and idx[-1] < n))
+        hits[i, idx] = 1
+    rate = hits.mean(0)  # every position dropped with probability p: 0.3 +- 4 standard errors
+    assert (rate - p).abs().max() < 4 * (p * (1 - p) / draws) ** 0.5
+    counts = hits.sum(1)  # the number dropped is Binomial(n, p): its variance n p (1 - p) = 8.4
+    assert abs(counts.var().item() - n * p * (1 - p)) < 0.6
+    pairs = (hits[:, 0] * hits[:, 1]).mean().item()  # neighbours independent: P(both) = p ** 2
+    assert abs(pairs - p * p) < 4 * (p * p * (1 - p * p) / draws) ** 0.5
+    with pytest.raises(ValueError, match=r"\(0, 1\)"):
+        bernoulli_positions(10, 0.0)
+
+
+def test_bernoulli_positions_reach_past_the_first_block():
+    torch.manual_seed(5)  # blocks of 2 gaps: most draws need many blocks to cover 50 positions
+    counts = torch.tensor([len(bernoulli_positions(50, 0.2, block=2)) for _ in range(2000)],
+                          dtype=torch.float)
+    assert abs(counts.mean().item() - 10) < 4 * (50 * 0.2 * 0.8 / 2000) ** 0.5
 
 
 @pytest.mark.parametrize("p", [0.001, 0.04])

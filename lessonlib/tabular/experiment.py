@@ -2,14 +2,15 @@
 and exp-RMSPE on the validation rows. Used by notebook 03 and benchmarks/rossmann.py."""
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from lessonlib.core import eval_mode, seed_everything
-from lessonlib.learner import Learner, to_device
+from lessonlib.core import seed_everything
+from lessonlib.learner import Learner, adamw
 from lessonlib.tabular.loader import TensorLoader, frame_loader
 from lessonlib.tabular.model import (
     Calibrated,
@@ -54,18 +55,7 @@ class Run:
 
     def predict(self, dl) -> tuple[torch.Tensor, torch.Tensor]:
         """(log-Sales predictions of `model`, targets) for a loader of ((cats, conts), y) batches."""
-        return predict(self.model, dl, self.learn)
-
-
-def predict(model: torch.nn.Module, dl, learn: Learner) -> tuple[torch.Tensor, torch.Tensor]:
-    """(predictions, targets) of `model` over `dl` on the CPU, computed as `learn.get_preds` does: eval
-    mode, no gradients, the Learner's device and autocast."""
-    preds, targets = [], []
-    with eval_mode(model), learn.autocast():
-        for x, y in dl:
-            preds.append(model(to_device(x, learn.device)).float().cpu())
-            targets.append(y)
-    return torch.cat(preds), torch.cat(targets)
+        return self.learn.get_preds(dl, model=self.model)
 
 
 def fit_sales_model(train: pd.DataFrame, valid: pd.DataFrame, cat_names, cont_names, cfg: SalesConfig,
@@ -96,15 +86,15 @@ def fit_sales_model(train: pd.DataFrame, valid: pd.DataFrame, cat_names, cont_na
                        emb_drop=cfg.emb_drop, y_range=y_range_for(log_y), y_init=float(log_y.mean()),
                        one_hot=cfg.one_hot)
     learn = Learner(net, train_dl, valid_dl, F.mse_loss, device=device, amp=cfg.amp, wd=cfg.wd,
-                    clip=cfg.clip)
+                    clip=cfg.clip, opt_func=partial(adamw, fused=True))
     learn.fit(cfg.epochs, cfg.lr, show=show)
     log_cap = None if cap_by is None else log_ceilings(train_dl.cats[:, cap_input], train_dl.y,
                                                        proc.cardinalities[cap_input])
     model = Calibrated(net, 0.0, cap_input, log_cap).to(learn.device)
     if cfg.rmspe_scale:  # the training rows' tensors again, in order
         fit_rows = TensorLoader(train_dl.cats, train_dl.conts, train_dl.y, batch_size=8192)
-        model.log_scale.fill_(rmspe_log_scale(*predict(model, fit_rows, learn)))
-    preds, targets = predict(model, valid_dl, learn)
+        model.log_scale.fill_(rmspe_log_scale(*learn.get_preds(fit_rows, model=model)))
+    preds, targets = learn.get_preds(valid_dl, model=model)
     return Run(learn, model, proc, exp_rmspe(preds, targets).item(), float(learn.history["seconds"].sum()))
 
 

@@ -67,7 +67,7 @@ class TabularModel(nn.Module):
         self.n_cont = n_cont
         blocks, width = [], sum(sizes) + n_cont
         for out, p in zip(layers, ps, strict=True):
-            blocks += [OneDNNLinear(width, out), nn.ReLU(), nn.BatchNorm1d(out), SmallPDropout(p)]
+            blocks += [OneDNNLinear(width, out, relu=True), nn.BatchNorm1d(out), SmallPDropout(p)]
             width = out
         self.layers = nn.Sequential(*blocks)
         self.head = OneDNNLinear(width, 1)
@@ -95,7 +95,9 @@ class TabularModel(nn.Module):
         cats, conts = x
         if cats.shape[1] != len(self.embeds):
             raise ValueError(f"expected {len(self.embeds)} categorical columns, got {cats.shape[1]}")
-        parts = [emb(cats[:, i]) for i, emb in enumerate(self.embeds)]
+        # the tables' rows picked by index_select: the same lookup as emb(codes), with a cheaper backward
+        # on the CPU than nn.Embedding's (a sum of rows into a zero gradient, per table)
+        parts = [emb.weight.index_select(0, cats[:, i]) for i, emb in enumerate(self.embeds)]
         h = self.emb_drop(torch.cat(parts, dim=1)) if parts else conts.new_zeros(len(conts), 0)
         if self.bn_cont is not None:
             h = torch.cat([h, self.bn_cont(conts)], dim=1)
