@@ -6,7 +6,8 @@ split, training throughput and the matmul FLOP rate against this machine's fp32 
     python benchmarks/rossmann.py --probe-only --threads 2      # features + 3 short throughput rounds
 
 Targets (2 CPU cores): join + features of all 1,058,297 train+test rows <= 15 s; exp-RMSPE <= 0.095 on
-2014-08-01..2014-09-17 within 30 minutes; achieved matmul FLOP rate >= 35% of the measured GEMM peak.
+2014-08-01..2014-09-17 within 30 minutes; achieved matmul FLOP rate >= 70% of the fp32 GEMM peak
+measured in the same run (figures in benchmarks/README.md).
 """
 
 import argparse

@@ -11,7 +11,7 @@ def family(op: str) -> str:
     """"matrix products", "LSTM kernel" (oneDNN's RNN: its products and gates in one op) or the op."""
     if op in MATMUL_OPS:
         return "matrix products"
-    if "rnn" in op or "lstm" in op:
+    if "rnn" in op.lower() or "lstm" in op.lower():
         return "LSTM kernel"
     return op.removeprefix("aten::")
 

@@ -58,6 +58,22 @@ class Run:
         return self.learn.get_preds(dl, model=self.model)
 
 
+def sales_learner(train: pd.DataFrame, valid: pd.DataFrame, proc: TabularProcessor, cfg: SalesConfig,
+                  seed: int = 42, device=None) -> Learner:
+    """The untrained network of `cfg` in a Learner over the processor-coded rows (training rows
+    shuffled with `seed`; torch seeded first, so the same seed gives the same start): what
+    `fit_sales_model` trains, and what to run the LR finder on before choosing `cfg.lr`."""
+    seed_everything(seed)
+    train_dl = frame_loader(proc, train, batch_size=cfg.batch_size, shuffle=True, seed=seed)
+    valid_dl = frame_loader(proc, valid, batch_size=4096)
+    log_y = np.log(train["Sales"].to_numpy())
+    net = TabularModel(proc.cardinalities, len(proc.cont_names), sizes=emb_sizes(proc.cardinalities,
+                       cfg.size_rule), layers=cfg.layers, ps=cfg.ps, emb_drop=cfg.emb_drop,
+                       y_range=y_range_for(log_y), y_init=float(log_y.mean()), one_hot=cfg.one_hot)
+    return Learner(net, train_dl, valid_dl, F.mse_loss, device=device, amp=cfg.amp, wd=cfg.wd,
+                   clip=cfg.clip, opt_func=partial(adamw, fused=True))
+
+
 def fit_sales_model(train: pd.DataFrame, valid: pd.DataFrame, cat_names, cont_names, cfg: SalesConfig,
                     seed: int = 42, proc: TabularProcessor | None = None, show: bool = True,
                     device=None) -> Run:
@@ -71,22 +87,14 @@ def fit_sales_model(train: pd.DataFrame, valid: pd.DataFrame, cat_names, cont_na
     above the most it sold in a training row (`log_ceilings`). Then, with `cfg.rmspe_scale`, the output
     is shifted by `rmspe_log_scale` of the predictions on the training rows (the RMSPE-optimal factor on
     Sales, fitted without looking at `valid`)."""
-    cap_by = cfg.cap_by
-    seed_everything(seed)
     proc = proc or TabularProcessor(cat_names, cont_names).fit(train)
-    train_dl = frame_loader(proc, train, batch_size=cfg.batch_size, shuffle=True, seed=seed)
-    valid_dl = frame_loader(proc, valid, batch_size=4096)
-    log_y = np.log(train["Sales"].to_numpy())
+    cap_by = cfg.cap_by
     if cap_by is not None and cap_by not in proc.all_cat_names:
         raise ValueError(f"cap_by={cap_by!r} is not one of the categorical columns {proc.all_cat_names}; "
                          "name one of them, or pass cap_by=None for no cap")
-    sizes = emb_sizes(proc.cardinalities, cfg.size_rule)
+    learn = sales_learner(train, valid, proc, cfg, seed, device)
+    train_dl, valid_dl, net = learn.train_dl, learn.valid_dl, learn.model
     cap_input = None if cap_by is None else proc.all_cat_names.index(cap_by)
-    net = TabularModel(proc.cardinalities, len(proc.cont_names), sizes=sizes, layers=cfg.layers, ps=cfg.ps,
-                       emb_drop=cfg.emb_drop, y_range=y_range_for(log_y), y_init=float(log_y.mean()),
-                       one_hot=cfg.one_hot)
-    learn = Learner(net, train_dl, valid_dl, F.mse_loss, device=device, amp=cfg.amp, wd=cfg.wd,
-                    clip=cfg.clip, opt_func=partial(adamw, fused=True))
     learn.fit(cfg.epochs, cfg.lr, show=show)
     log_cap = None if cap_by is None else log_ceilings(train_dl.cats[:, cap_input], train_dl.y,
                                                        proc.cardinalities[cap_input])
