@@ -13,6 +13,32 @@ def _check_columns(df: pd.DataFrame, *columns) -> None:
         raise KeyError(f"column(s) {missing} not in the DataFrame; it has {list(df.columns)}")
 
 
+def _is_text(labels) -> bool:
+    """Tick labels that name categories (words), not numbers or dates the axis label must explain."""
+    texts = [t.get_text().replace("\u2212", "-") for t in labels if t.get_text()]
+    return bool(texts) and all(not t.replace(".", "", 1).replace("-", "", 1).isdigit() for t in texts)
+
+
+def unlabelled(fig) -> list[str]:
+    """Each visible axis of `fig` a reader cannot read alone, as "title: x" or "title: y": no label of its
+    own, none on an axes it is shared with, and tick labels that are numbers (words name themselves).
+    Empty when every axis is labelled. Colorbars and hidden axes are skipped."""
+    missing = []
+    for ax in fig.axes:
+        if not ax.get_visible() or not ax.axison or hasattr(ax, "_colorbar"):
+            continue
+        for name, axis, shared in (("x", ax.xaxis, ax.get_shared_x_axes()),
+                                   ("y", ax.yaxis, ax.get_shared_y_axes())):
+            if not axis.get_visible() or axis.get_label_text():
+                continue
+            if any(getattr(o, f"get_{name}label")() for o in shared.get_siblings(ax)):
+                continue
+            if _is_text(axis.get_ticklabels()):
+                continue
+            missing.append(f"{ax.get_title() or '(untitled)'}: {name}")
+    return missing
+
+
 def new_axes():
     """Fresh axes of the size every lessonlib plot uses when not given some."""
     return plt.subplots(figsize=(6, 4))[1]

@@ -35,9 +35,7 @@ def _dropout_figure(p: float, activations: torch.Tensor, seed: int):
     panels = ((axes[0], activations, "activations"), (axes[1], dropped, f"after dropout p={p:.2f}"))
     for ax, data, title in panels:
         im = ax.imshow(data.numpy(), cmap="viridis", vmin=0, vmax=vmax)
-        ax.set_title(title)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set(title=title, xlabel="unit of the layer", ylabel="example in the batch", xticks=[], yticks=[])
     fig.colorbar(im, ax=axes, shrink=0.8)
     kept = dropped[dropped != 0]
     ratio = float(kept.mean() / activations[dropped != 0].mean()) if kept.numel() else float("nan")
@@ -61,16 +59,18 @@ def dropout_explorer(p: float = 0.5, shape: tuple[int, int] = (8, 16), seed: int
     return box
 
 
-def _pca_2d(weights: np.ndarray) -> np.ndarray:
+def _pca_2d(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows projected on their first two principal components, and each component's share of the
+    variance."""
     centred = weights - weights.mean(0, keepdims=True)
     if centred.shape[1] < 2:
-        return np.hstack([centred, np.zeros_like(centred)])
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    return centred @ vt[:2].T
+        return np.hstack([centred, np.zeros_like(centred)]), np.array([1.0, 0.0])
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    return centred @ vt[:2].T, (s[:2] ** 2) / max((s ** 2).sum(), 1e-300)
 
 
 def _embedding_figure(name: str, weights: np.ndarray, labels: list, colour: list | None):
-    xy = _pca_2d(np.asarray(weights, dtype=np.float64))
+    xy, share = _pca_2d(np.asarray(weights, dtype=np.float64))
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     if colour is None:
         ax.scatter(xy[:, 0], xy[:, 1], s=18)
@@ -82,7 +82,8 @@ def _embedding_figure(name: str, weights: np.ndarray, labels: list, colour: list
     if len(labels) <= 60:
         for (x, y), label in zip(xy, labels, strict=True):
             ax.annotate(str(label), (x, y), fontsize=8, alpha=0.8)
-    ax.set_title(f"{name}: learned embedding, first two principal components")
+    ax.set(title=f"{name}: learned embedding, first two principal components",
+           xlabel=f"PC1 ({share[0]:.0%} of the variance)", ylabel=f"PC2 ({share[1]:.0%} of the variance)")
     return fig
 
 

@@ -44,3 +44,28 @@ def test_missing_columns_are_named(hist):
         plot_curves(hist, "epoch", "acc")
     with pytest.raises(KeyError, match="stderr"):
         plot_vs_param(hist, "p", "loss", yerr="stderr")
+
+
+def test_unlabelled_names_axes_a_reader_cannot_read():
+    import matplotlib.pyplot as plt
+
+    from lessonlib.plots import unlabelled
+
+    fig, axes = plt.subplots(1, 3, sharey=True)
+    axes[0].plot([1, 2], [3, 4])
+    axes[0].set(title="a", xlabel="epoch", ylabel="loss")
+    axes[1].plot([1, 2], [3, 4])
+    axes[1].set(title="b")                                  # y shared with a labelled axis; x bare
+    axes[2].bar(["Mon", "Tue"], [1, 2])
+    axes[2].set(title="c")                                  # x names its categories; y shared
+    fig.colorbar(axes[0].scatter([1], [1], c=[1]), ax=axes[0])  # a colorbar needs no label here
+    assert unlabelled(fig) == ["b: x"]
+    axes[1].set_xlabel("epoch")
+    assert unlabelled(fig) == []
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    ax.hist([1, 2, 2, 3])
+    assert unlabelled(fig) == ["(untitled): x", "(untitled): y"]
+    ax.set_axis_off()
+    assert unlabelled(fig) == []
+    plt.close(fig)

@@ -68,9 +68,10 @@ def test_embedding_explorer_needs_a_variable():
 def test_pca_projection_keeps_the_main_direction():
     rng = np.random.default_rng(1)
     line = np.outer(np.linspace(-1, 1, 20), [3.0, 4.0, 0.0]) + rng.normal(scale=1e-3, size=(20, 3))
-    xy = widgets._pca_2d(line)
+    xy, share = widgets._pca_2d(line)
     assert np.abs(xy[:, 0]).max() == pytest.approx(5.0, rel=1e-2)
     assert np.abs(xy[:, 1]).max() < 0.01
+    assert share[0] > 0.999 and share[1] < 1e-3
 
 
 def test_dropout_explorer_static_shows_kept_units_scaled(static, shown):
