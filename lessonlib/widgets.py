@@ -36,7 +36,7 @@ def _dropout_figure(p: float, activations: torch.Tensor, seed: int):
     for ax, data, title in panels:
         im = ax.imshow(data.numpy(), cmap="viridis", vmin=0, vmax=vmax)
         ax.set(title=title, xlabel="unit of the layer", ylabel="example in the batch", xticks=[], yticks=[])
-    fig.colorbar(im, ax=axes, shrink=0.8)
+    fig.colorbar(im, ax=axes, shrink=0.8, label="activation")
     kept = dropped[dropped != 0]
     ratio = float(kept.mean() / activations[dropped != 0].mean()) if kept.numel() else float("nan")
     fig.suptitle(f"kept {kept.numel()}/{activations.numel()} units, each scaled by 1/(1-p) = {ratio:.2f}; "

@@ -177,13 +177,22 @@ def perplexity(loss: float) -> float:
 
 
 def train_lm(data: LMData, kind: str, cfg: LMConfig, seed: int = 42, epochs: int | None = None,
-             show: bool = True, amp=None, device=None, callbacks=(), vectors=None, lr: float | None = None,
-             clip="cfg", init_bias: bool = True):
-    """Build and train an LM through the Learner: output bias at the unigram frequencies (unless
-    `init_bias` is False: as the layer initialises it, without them), embedding from `vectors`, one-cycle
-    AdamW, gradient clipping (cfg.clip unless `clip` says otherwise), hidden state reset each epoch,
-    AR/TAR for "awd", plus any extra `callbacks`. `amp`: None = the hardware's native low precision
-    (`native_amp`). Returns the Learner (history in `learn.history`)."""
+             show: bool = True, lr: float | None = None, **kwargs):
+    """Build an LM with `lm_learner` (the keyword arguments go there) and train it with the one-cycle
+    schedule for `epochs` (default cfg.epochs) at peak `lr` (default cfg.lr). Returns the Learner
+    (history in `learn.history`)."""
+    learn = lm_learner(data, kind, cfg, seed, **kwargs)
+    learn.fit(epochs or cfg.epochs, lr or cfg.lr, show=show)
+    return learn
+
+
+def lm_learner(data: LMData, kind: str, cfg: LMConfig, seed: int = 42, amp=None, device=None, callbacks=(),
+               vectors=None, clip="cfg", init_bias: bool = True) -> Learner:
+    """An untrained LM in a Learner: output bias at the unigram frequencies (unless `init_bias` is
+    False: as the layer initialises it, without them), embedding from `vectors`, AdamW, gradient
+    clipping (cfg.clip unless `clip` says otherwise), hidden state reset each epoch, AR/TAR for "awd",
+    plus any extra `callbacks`. `amp`: None = the hardware's native low precision (`native_amp`). What
+    `train_lm` trains, and what to run the LR finder on."""
     seed_everything(seed)
     rank, world = (ddp.rank(), ddp.world_size()) if ddp.launched_by_torchrun() else (0, 1)
     train_dl, valid_dl = data.loaders(cfg.bs, cfg.bptt, cfg.jitter, seed, rank, world)
@@ -201,10 +210,8 @@ def train_lm(data: LMData, kind: str, cfg: LMConfig, seed: int = 42, epochs: int
         loss, metrics = lm_loss, {"acc": accuracy}
     if amp is None:
         amp = native_amp(device)
-    learn = Learner(model, train_dl, valid_dl, loss, metrics=metrics, wd=cfg.wd,
-                    clip=cfg.clip if clip == "cfg" else clip, callbacks=callbacks, amp=amp, device=device)
-    learn.fit(epochs or cfg.epochs, lr or cfg.lr, show=show)
-    return learn
+    return Learner(model, train_dl, valid_dl, loss, metrics=metrics, wd=cfg.wd,
+                   clip=cfg.clip if clip == "cfg" else clip, callbacks=callbacks, amp=amp, device=device)
 
 
 def imdb_language_model(size: str = "sample", retrain: bool = False, seed: int = 42,
