@@ -261,6 +261,17 @@ def test_metrics_are_weighted_by_batch_size_and_match_get_preds():
     assert not learn.model.training
 
 
+def test_get_preds_evaluates_another_module_the_same_way():
+    learn = make_learner()
+    learn.fit(1, 1e-2, show=False)
+    dl = DataLoader(make_data(40, seed=6), batch_size=16)
+    wrapper = nn.Sequential(learn.model, nn.Dropout(0.9))  # dropout shows whether eval mode was set
+    learn.model.train()
+    preds, _ = learn.get_preds(dl, model=wrapper)
+    own, _ = learn.get_preds(dl)
+    assert torch.equal(preds, own) and not wrapper.training and not preds.requires_grad
+
+
 def test_empty_loader_is_a_clear_error():
     learn = make_learner()
     learn.train_dl = DataLoader(make_data(10), batch_size=32, drop_last=True)
