@@ -13,6 +13,9 @@ def _check_columns(df: pd.DataFrame, *columns) -> None:
         raise KeyError(f"column(s) {missing} not in the DataFrame; it has {list(df.columns)}")
 
 
+UNLABELLED_MARKER = "UNLABELLED AXES"  # how the refresh's figure check reports `unlabelled` on stderr
+
+
 def _is_text(labels) -> bool:
     """Tick labels that name categories (words), not numbers or dates the axis label must explain."""
     texts = [t.get_text().replace("\u2212", "-") for t in labels if t.get_text()]

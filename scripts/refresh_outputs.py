@@ -16,10 +16,15 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+from lessonlib.plots import UNLABELLED_MARKER
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-FIGURE_CHECK = "UNLABELLED AXES"  # what the startup file writes
+def label_complaints(nb) -> list[str]:
+    """The figure-label complaints the startup file wrote into `nb`'s stored stderr outputs."""
+    return [line for cell in nb.cells for out in cell.get("outputs", []) if out.get("name") == "stderr"
+            for line in out["text"].splitlines() if line.startswith(UNLABELLED_MARKER)]
 
 
 def refresh(path: Path) -> list[str]:
@@ -34,8 +39,7 @@ def refresh(path: Path) -> list[str]:
     nb.metadata["lessonlib"] = {"figure_labels_checked": True}
     nbformat.write(nb, path)
     print(f"{path.name}: {time.perf_counter() - start:.0f}s")
-    return [line for cell in nb.cells for out in cell.get("outputs", []) if out.get("name") == "stderr"
-            for line in out["text"].splitlines() if line.startswith(FIGURE_CHECK)]
+    return label_complaints(nb)
 
 
 if __name__ == "__main__":

@@ -6,16 +6,15 @@ import sys
 
 from matplotlib.backend_bases import FigureCanvasBase
 
-from lessonlib.plots import unlabelled
+from lessonlib.plots import UNLABELLED_MARKER, unlabelled
 
-MARKER = "UNLABELLED AXES"
 _print_figure = FigureCanvasBase.print_figure
 
 
 def _checked_print_figure(self, *args, **kwargs):
     missing = unlabelled(self.figure)
     if missing:
-        sys.stderr.write(f"{MARKER}: {'; '.join(missing)}\n")
+        sys.stderr.write(f"{UNLABELLED_MARKER}: {'; '.join(missing)}\n")
     return _print_figure(self, *args, **kwargs)
 
 
