@@ -95,10 +95,7 @@ class TabularModel(nn.Module):
         cats, conts = x
         if cats.shape[1] != len(self.embeds):
             raise ValueError(f"expected {len(self.embeds)} categorical columns, got {cats.shape[1]}")
-        # the tables' rows picked by index_select: the same lookup as emb(codes), with a cheaper backward
-        # on the CPU than nn.Embedding's (a sum of rows into a zero gradient, per table)
-        parts = [emb.weight.index_select(0, cats[:, i]) for i, emb in enumerate(self.embeds)]
-        h = self.emb_drop(torch.cat(parts, dim=1)) if parts else conts.new_zeros(len(conts), 0)
+        h = self.emb_drop(self.embed(cats)) if self.embeds else conts.new_zeros(len(conts), 0)
         if self.bn_cont is not None:
             h = torch.cat([h, self.bn_cont(conts)], dim=1)
         out = self.head(self.layers(h)).squeeze(1)
@@ -106,6 +103,12 @@ class TabularModel(nn.Module):
             lo, hi = self.y_range
             out = lo + (hi - lo) * torch.sigmoid(out)
         return out
+
+    def embed(self, cats: torch.Tensor) -> torch.Tensor:
+        """Each row's categorical codes replaced by their embedding rows, concatenated: (rows, sum of
+        the widths). `index_select` is the same lookup as `emb(codes)`, with a cheaper backward on the
+        CPU than nn.Embedding's (a sum of rows into a zero gradient, per table)."""
+        return torch.cat([emb.weight.index_select(0, cats[:, i]) for i, emb in enumerate(self.embeds)], dim=1)
 
     def matmul_flops(self, batch_rows: int, backward: bool = True) -> float:
         """Multiply-add FLOPs of the Linear layers for `batch_rows` rows (x3 with the backward pass)."""
@@ -207,7 +210,7 @@ def embedded(model: TabularModel, cats) -> np.ndarray:
     """Each categorical code of `cats` (rows x categorical columns, the processor's codes) replaced by
     its row of the trained network's embedding: (rows, sum of the embedding widths), float64. Guo &
     Berkhahn's entity embeddings as input features for models that cannot learn such vectors."""
-    cats = torch.as_tensor(np.asarray(cats), dtype=torch.int64)
+    device = next(model.parameters()).device
+    cats = torch.as_tensor(np.asarray(cats), dtype=torch.int64, device=device)
     with torch.no_grad():
-        parts = [emb.weight.detach().cpu()[cats[:, i]] for i, emb in enumerate(model.embeds)]
-    return torch.cat(parts, dim=1).double().numpy()
+        return model.embed(cats).double().cpu().numpy()
