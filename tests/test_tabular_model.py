@@ -124,6 +124,20 @@ def test_y_init_starts_predictions_at_the_given_value():
         TabularModel([5], 1, y_range=(0.0, 1.0), y_init=3.0)
 
 
+def test_output_stays_fp32_under_bf16_autocast():
+    """The hidden layers may run in bf16, the head and sigmoid must not: in bf16 a log-Sales output
+    near 9 could only take values 1/16 apart."""
+    torch.manual_seed(0)
+    model = TabularModel([5, 3], 2, layers=(16,), ps=(0.0,), y_range=(0.0, 12.0), y_init=9.0).eval()
+    x = batch(n=256)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+    assert out.dtype == torch.float32
+    steps = torch.diff(out.unique())
+    assert steps.min() < 1e-3  # not quantised to bf16's 1/16 grid
+    assert (out - model(x)).abs().max() < 0.05  # the same function, hidden layers rounded
+
+
 def test_embedding_weights_leave_out_the_unknown_row():
     model = TabularModel([5, 3], n_cont=2, layers=(4,), ps=(0.1,))
     weights = embedding_weights(model, ["a", "b"], "b")
