@@ -26,7 +26,7 @@ lint: $(BIN)/.installed
 # Notebooks first: the browser test's widget cells load the models they save.
 test: lint
 	LESSONLIB_PROGRESS=0 $(BIN)/python -m pytest notebooks tests \
-		--nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 900 \
+		--nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 1800 \
 		-q -rs --durations=15
 
 # Re-execute the committed notebooks in place (the nbval baseline), with progress bars off.
