@@ -28,6 +28,8 @@ import torch
 from gemm import describe, gemm_peaks, sync
 from step_profile import step_profile
 
+from lessonlib.text.awd_lstm import ar_tar_penalty
+
 VARIANTS = ("fp32", "bf16", "adaptive", "adaptive+bf16", "fp32-native-lstm")
 
 
@@ -71,12 +73,10 @@ def lm_flops_per_token(model, vocab_size: int, cluster_frac=None) -> float:
 
 
 def lm_step(model, loss_fn, opt, amp, cfg, x, y) -> None:
-    """One training step as notebook 04's Learner takes it: loss with AR/TAR (cfg.alpha, cfg.beta, the
-    RNNRegularizer's formula), backward, clipping at cfg.clip, AdamW."""
+    """One training step as notebook 04's Learner takes it: loss plus AR/TAR (`ar_tar_penalty` with
+    cfg.alpha, cfg.beta), backward, clipping at cfg.clip, AdamW."""
     with amp:
-        loss = loss_fn(model(x), y)
-        h, d = model.encoder.last_output.float(), model.decoder.last_input.float()
-        loss = loss + cfg.alpha * d.pow(2).mean() + cfg.beta * (h[:, 1:] - h[:, :-1]).pow(2).mean()
+        loss = loss_fn(model(x), y) + ar_tar_penalty(model, cfg.alpha, cfg.beta)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
     opt.step()
@@ -105,16 +105,15 @@ def bench_lm(args) -> None:
           f"torch threads {torch.get_num_threads()}")
     fp32_rates = gemm_peaks(torch.float32, device=device)
     fp32 = max(fp32_rates.values())
+    peaks = f"  GEMM peaks (2048^3, best of 5, GFLOP/s): fp32 {describe(fp32_rates)} -> {fp32:,.0f}; "
     if device.type == "cpu" and not native_amp(device):  # bf16 emulated: minutes per 2048^3 product
         bf16 = math.nan
-        print(f"  GEMM peak (2048^3, best of 5, GFLOP/s): fp32 {describe(fp32_rates)} -> {fp32:,.0f}; "
-              "no bf16 peak: this CPU has no native bf16 (no AVX512-BF16 or AMX), so the recipe computes "
-              "in fp32")
+        print(peaks + "no bf16 peak: this CPU has no native bf16 (no AVX512-BF16 or AMX), so the recipe "
+              "computes in fp32")
     else:
         bf16_rates = gemm_peaks(torch.bfloat16, device=device)
         bf16 = max(bf16_rates.values())
-        print(f"  GEMM peaks (2048^3, best of 5, GFLOP/s): fp32 {describe(fp32_rates)} -> {fp32:,.0f}; "
-              f"bf16 {describe(bf16_rates)} -> {bf16:,.0f}")
+        print(peaks + f"bf16 {describe(bf16_rates)} -> {bf16:,.0f}")
     cutoffs = (2000, 8000)
     all_targets = np.concatenate(data.train_ids)
     edges = [0, *cutoffs, V]

@@ -305,22 +305,28 @@ def plain_lstm_lm(vocab_size: int, emb_size: int = 400, n_hid: int = 1152, n_lay
                        adaptive_cutoffs=adaptive_cutoffs)
 
 
+def ar_tar_penalty(model: nn.Module, alpha: float, beta: float) -> torch.Tensor:
+    """Activation regularisation `alpha * mean(dropped_out^2)` plus temporal activation regularisation
+    `beta * mean((h_t - h_{t-1})^2)` on the last layer of the LM's last forward pass (`model.decoder`'s
+    dropped-out input, `model.encoder`'s raw output), in fp32."""
+    penalty = torch.zeros(())
+    if alpha:
+        penalty = penalty + alpha * model.decoder.last_input.float().pow(2).mean()
+    if beta:
+        h = model.encoder.last_output.float()
+        penalty = penalty + beta * (h[:, 1:] - h[:, :-1]).pow(2).mean()
+    return penalty
+
+
 class RNNRegularizer(Callback):
-    """Activation regularisation `alpha * mean(dropped_out^2)` and temporal activation regularisation
-    `beta * mean((h_t - h_{t-1})^2)` on the last layer, added to the training loss (`after_loss`)."""
+    """Adds `ar_tar_penalty` to the training loss (`after_loss`)."""
 
     def __init__(self, alpha: float = 2.0, beta: float = 1.0):
         self.alpha, self.beta = alpha, beta
 
     def after_loss(self, learn):
-        if not learn.training:
-            return
-        model = learn.model
-        if self.alpha:
-            learn.loss = learn.loss + self.alpha * model.decoder.last_input.float().pow(2).mean()
-        if self.beta:
-            h = model.encoder.last_output.float()
-            learn.loss = learn.loss + self.beta * (h[:, 1:] - h[:, :-1]).pow(2).mean()
+        if learn.training and (self.alpha or self.beta):
+            learn.loss = learn.loss + ar_tar_penalty(learn.model, self.alpha, self.beta)
 
 
 class ResetState(Callback):
