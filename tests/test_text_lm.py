@@ -3,6 +3,7 @@ from dataclasses import replace
 import pytest
 
 from lessonlib.text import lm
+from lessonlib.text.vocab import Vocab
 
 
 def test_lm_path_lives_in_the_data_cache(tmp_path, monkeypatch):
@@ -49,6 +50,15 @@ def test_lm_texts_hold_out_valid_and_never_read_test(monkeypatch):
     assert not any(t.startswith("test") for t in train + valid)
     assert lm.lm_texts("sample") == (train, valid)  # seeded
     assert len(lm.lm_texts("sample", train_reviews=5, valid_reviews=3)[0]) == 5
+
+
+def test_head_keeps_the_vocabulary_and_cuts_train_and_valid():
+    vocab = Vocab.build([["a", "b"]], min_freq=1)
+    data = lm.LMData([["a"], ["b"], ["a"]], [["b"], ["a"]], vocab, [[1], [2], [1]], [[2], [1]])
+    short = data.head(2)
+    assert short.vocab is vocab and short.train_ids == [[1], [2]] and short.valid_ids == [[2], [1]]
+    shorter = data.head(1, n_valid=1)
+    assert shorter.train_tokens == [["a"]] and shorter.valid_tokens == [["b"]] and shorter.valid_ids == [[2]]
 
 
 def test_without_test_texts():

@@ -67,12 +67,13 @@ class LMConfig:
 
 
 # sample: sized for 2 CPU cores without native bf16 (the LM about 10 minutes there, a few with AMX), an
-# adaptive softmax and bf16 where the CPU computes it natively, lr the LR finder's suggestion (notebook
-# 04); full: the 2018 lesson's recipe, for a GPU
+# adaptive softmax and bf16 where the CPU computes it natively, lr on the LR finder's falling stretch
+# (notebook 04; benchmarks/README.md compares it with the finder's rule-of-thumb suggestion); full: the
+# 2018 lesson's recipe, for a GPU
 LM_PRESETS = {
     "sample": LMConfig(train_reviews=10_000, valid_reviews=1_000, emb_size=128, n_hid=384, n_layers=2,
                        max_size=30_000, w2v_epochs=5, adaptive_cutoffs=(2000, 8000), bs=128, bptt=50,
-                       epochs=1, lr=0.076, drop_mult=0.3),
+                       epochs=1, lr=0.01, drop_mult=0.3),
     "full": LMConfig(),
 }
 VALID_FRACTION = 0.1
@@ -135,10 +136,12 @@ class LMData:
         """How often each vocabulary id occurs in the training ids."""
         return np.bincount(np.concatenate(self.train_ids), minlength=len(self.vocab))
 
-    def head(self, n_train: int) -> "LMData":
-        """The same data with only the first `n_train` training reviews (same vocabulary)."""
-        return LMData(self.train_tokens[:n_train], self.valid_tokens, self.vocab, self.train_ids[:n_train],
-                      self.valid_ids)
+    def head(self, n_train: int, n_valid: int | None = None) -> "LMData":
+        """The same data (same vocabulary) with only the first `n_train` training reviews and the first
+        `n_valid` validation reviews (None: all): a short experiment whose every validation pass would
+        otherwise cost as much as reading the whole validation split."""
+        return LMData(self.train_tokens[:n_train], self.valid_tokens[:n_valid], self.vocab,
+                      self.train_ids[:n_train], self.valid_ids[:n_valid])
 
 
 def lm_data(size: str = "sample", n_workers: int | None = None) -> LMData:
