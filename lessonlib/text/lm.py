@@ -66,7 +66,7 @@ class LMConfig:
     jitter: int = 5
 
 
-# sample: sized for 2 CPU cores without native bf16 (the LM about 10 minutes there, a few with AMX), an
+# sample: sized for 2 CPU cores without native bf16 (the LM 11-14 minutes there, a few with AMX), an
 # adaptive softmax and bf16 where the CPU computes it natively, lr on the LR finder's falling stretch
 # (notebook 04; benchmarks/README.md compares it with the finder's rule-of-thumb suggestion); full: the
 # 2018 lesson's recipe, for a GPU
