@@ -236,14 +236,32 @@ def exercise_widgets(page, lab: Lab):
     return used
 
 
+def read_after_save(path: Path, before_ns: int, timeout: float):
+    """Read the notebook once JupyterLab has finished saving it.
+
+    jupyter_server saves by copying the old file to `.~<name>`, then truncating and rewriting the
+    file in place, then deleting the copy; the mtime changes at the truncation, so a read then can
+    meet an empty or half-written file. Wait for the mtime to change and the copy to be gone, and
+    retry a read that does not parse.
+    """
+    backup = path.with_name(".~" + path.name)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if path.stat().st_mtime_ns != before_ns and not backup.exists():
+            try:
+                return nbformat.read(path, as_version=4)
+            except nbformat.reader.NotJSONError:
+                pass
+        time.sleep(0.2)
+    raise AssertionError(f"JupyterLab did not finish saving {path.name} within {timeout}s")
+
+
 def saved_errors(page, lab: Lab, name: str) -> list[str]:
     """Save the notebook from the UI and list the error outputs in what JupyterLab wrote."""
-    before = (lab.root / name).stat().st_mtime_ns
+    path = lab.root / name
+    before = path.stat().st_mtime_ns
     page.keyboard.press("Control+s")
-    deadline = time.time() + 30
-    while (lab.root / name).stat().st_mtime_ns == before and time.time() < deadline:
-        time.sleep(0.2)
-    nb = nbformat.read(lab.root / name, as_version=4)
+    nb = read_after_save(path, before, timeout=30)
     outputs = [o for c in nb.cells for o in c.get("outputs", [])]
     return [f"{o.ename}: {o.evalue}" for o in outputs if o.output_type == "error"]
 
