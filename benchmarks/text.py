@@ -162,8 +162,8 @@ def bench_lm(args) -> None:
         tps = n_tok / seconds
         flops = lm_flops_per_token(model, V, frac)
         gf, ppl = flops * tps / 1e9, math.exp(total / count)
-        print(f"  {variant:18s} {tps:11,.0f} {gf:8.1f} {gf / fp32:11.1%} {gf / bf16:11.1%} {ppl:9.1f}",
-              flush=True)
+        of_bf16 = f"{'-':>11s}" if math.isnan(bf16) else f"{gf / bf16:11.1%}"
+        print(f"  {variant:18s} {tps:11,.0f} {gf:8.1f} {gf / fp32:11.1%} {of_bf16} {ppl:9.1f}", flush=True)
     print(f"  (valid ppl over {args.valid_batches} validation batches after {args.batches} training batches "
           f"of {cfg.bs * cfg.bptt:,} tokens, lr {args.lr})")
 

@@ -4,8 +4,9 @@ The forward is one oneDNN product with the bias and the ReLU applied as the resu
 the output is written once (`nn.Linear` copies the bias into it first, the ReLU reads and writes it
 again: passes over memory that cost as much as a fifth of the product at the lesson's Rossmann sizes).
 The backward products go through MKL on Intel processors, which reads the transposed operands in
-place, and through oneDNN on AMD ones, where MKL takes a generic kernel about half as fast
-(`benchmarks/gemm.py` measures both libraries; figures in benchmarks/README.md). Anywhere else (GPU,
+place, and through oneDNN on AMD ones, where MKL can take a generic kernel about half as fast (it did
+on an AVX-512 EPYC; on an AVX2-only one the two libraries were even, so the rule costs nothing there;
+`benchmarks/gemm.py` measures both libraries; figures in benchmarks/README.md). Anywhere else (GPU,
 autocast, other dtypes, a torch without the op) it is exactly `nn.Linear` (then `relu`). Same
 parameters and state_dict keys as `nn.Linear`, so checkpoints load either way; results agree to float
 rounding.
