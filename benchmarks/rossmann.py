@@ -4,6 +4,7 @@ split, training throughput and the matmul FLOP rate against this machine's fp32 
     python benchmarks/rossmann.py --threads 2 --splits lesson   # the target: 10 networks + trees, ~25 min
     python benchmarks/rossmann.py --threads 2                   # both splits, ~50 min
     python benchmarks/rossmann.py --probe-only --threads 2      # features + 3 short throughput rounds
+    python benchmarks/rossmann.py --probe-only --threads 2 --compare-backward  # + MKL vs oneDNN backward
 
 Targets (2 CPU cores): join + features of all 1,058,297 train+test rows <= 15 s; exp-RMSPE <= 0.095 on
 2014-08-01..2014-09-17 within 30 minutes; achieved matmul FLOP rate >= 70% of the fp32 GEMM peak
@@ -19,6 +20,7 @@ import torch
 from gemm import gemm_peak
 from step_profile import step_profile
 
+from lessonlib import onednn_linear
 from lessonlib.data import rossmann
 from lessonlib.tabular import features
 from lessonlib.tabular.experiment import SalesConfig, fit_sales_model, lesson_style_rmspe, sales_learner
@@ -94,6 +96,33 @@ def throughput_probe(rows, args, rounds: int = 3, n_rows: int = 100_000) -> None
     batches = iter(learn.train_dl)
     learn.one_batch(next(batches))  # warm-up: the first step allocates and picks kernels
     step_profile(lambda: learn.one_batch(next(batches)), steps=10)
+    if args.compare_backward:
+        compare_backward(learn, list(learn.train_dl), peak_dtype(args))
+
+
+def compare_backward(learn, batches, dtype, rounds: int = 5) -> None:
+    """The backward products by MKL and by oneDNN (`lessonlib.onednn_linear.USE_ONEDNN`), alternating on
+    the same batches within each round, so the machine's drift hits both alike; share of the GEMM peak
+    measured at the start of each round."""
+    flops = learn.model.matmul_flops(batches[0][-1].shape[0])
+    shares = {"MKL": [], "oneDNN": []}
+    default = onednn_linear.USE_ONEDNN
+    for r in range(rounds):
+        peak = gemm_peak(dtype)
+        for library in shares:
+            onednn_linear.USE_ONEDNN = library == "oneDNN"
+            for b in batches[:3]:  # warm-up
+                learn.one_batch(b)
+            start = time.perf_counter()
+            for b in batches:
+                learn.one_batch(b)
+            shares[library].append(flops * len(batches) / (time.perf_counter() - start) / 1e9 / peak)
+        print(f"  backward products, round {r + 1}/{rounds} (peak {peak:.1f}): "
+              + ", ".join(f"{k} {v[-1]:.0%}" for k, v in shares.items()) + " of the peak", flush=True)
+    onednn_linear.USE_ONEDNN = default
+    print("  backward products, median share of the peak over the rounds: "
+          + ", ".join(f"{k} {sorted(v)[len(v) // 2]:.0%}" for k, v in shares.items())
+          + f"; this CPU's default: {'oneDNN' if default else 'MKL'}", flush=True)
 
 
 def peak_dtype(args):
@@ -124,6 +153,9 @@ def main():
                         help="the lesson's window, the forecast split (last 48 days), or both")
     parser.add_argument("--probe-only", action="store_true",
                         help="feature timing and 3 short throughput rounds, no full training")
+    parser.add_argument("--compare-backward", action="store_true",
+                        help="with --probe-only: time training steps with the backward products by MKL and "
+                             "by oneDNN, alternating (lessonlib/onednn_linear.py)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--seeds", type=int, default=10,
                         help="train this many seeds per split and score their ensemble (mean log prediction)")

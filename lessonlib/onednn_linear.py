@@ -3,13 +3,14 @@
 The forward is one oneDNN product with the bias and the ReLU applied as the result is written, so
 the output is written once (`nn.Linear` copies the bias into it first, the ReLU reads and writes it
 again: passes over memory that cost as much as a fifth of the product at the lesson's Rossmann sizes).
-The backward products go through MKL on Intel processors, which reads the transposed operands in
-place, and through oneDNN on AMD ones, where MKL can take a generic kernel about half as fast (it did
-on an AVX-512 EPYC; on an AVX2-only one the two libraries were even, so the rule costs nothing there;
-`benchmarks/gemm.py` measures both libraries; figures in benchmarks/README.md). Anywhere else (GPU,
-autocast, other dtypes, a torch without the op) it is exactly `nn.Linear` (then `relu`). Same
-parameters and state_dict keys as `nn.Linear`, so checkpoints load either way; results agree to float
-rounding.
+The backward products go through MKL, which reads the transposed operands in place, except on AMD
+processors with AVX-512: MKL runs its AVX2 kernel there (it picks AVX-512 only on Intel ones), about
+half as fast as oneDNN's, so oneDNN computes them, at the price of transposed copies of the activations
+and the gradient. On AVX2-only AMD processors both libraries run AVX2 kernels and MKL, without the
+copies, is the faster (`benchmarks/rossmann.py --probe-only --compare-backward` times both; figures in
+benchmarks/README.md). Anywhere else (GPU, autocast, other dtypes, a torch without the op) it is exactly
+`nn.Linear` (then `relu`). Same parameters and state_dict keys as `nn.Linear`, so checkpoints load
+either way; results agree to float rounding.
 """
 
 import torch
@@ -17,21 +18,23 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def cpu_vendor(cpuinfo: str = "/proc/cpuinfo") -> str:
-    """The CPU's vendor string ("GenuineIntel", "AuthenticAMD"), "" where the file does not say (not
-    Linux)."""
+def cpu_info(field: str, cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The first CPU's `field` in /proc/cpuinfo ("vendor_id": "AuthenticAMD", "flags": "fpu ... avx2 ..."),
+    "" where the file does not say (not Linux)."""
     try:
         with open(cpuinfo) as f:
             for line in f:
-                if line.startswith("vendor_id"):
-                    return line.split(":", 1)[1].strip()
+                name, _, value = line.partition(":")
+                if name.strip() == field:
+                    return value.strip()
     except OSError:
         pass
     return ""
 
 
 _OP = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
-USE_ONEDNN = cpu_vendor() == "AuthenticAMD"  # where MKL's fp32 matmul is the slow one
+# where MKL's fp32 products take their AVX2 kernel though the CPU has AVX-512 (see the module docstring)
+USE_ONEDNN = cpu_info("vendor_id") == "AuthenticAMD" and "avx512f" in cpu_info("flags").split()
 
 
 def _mm_t(a: torch.Tensor, b: torch.Tensor, bias=None, relu: bool = False) -> torch.Tensor:

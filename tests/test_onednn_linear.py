@@ -21,7 +21,7 @@ def pair(n_in=37, n_out=19, bias=True, seed=0, relu=False):
 
 
 @needs_onednn
-@pytest.mark.parametrize("amd", [True, False])  # the backward products by oneDNN, or by MKL
+@pytest.mark.parametrize("amd", [True, False])  # the backward products by oneDNN (AVX-512 AMD), or MKL
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("shape", [(64, 37), (4, 9, 37)])
@@ -47,21 +47,24 @@ def test_forward_and_gradients_match_nn_linear(bias, shape, relu, amd, monkeypat
 
 @needs_onednn
 @pytest.mark.parametrize("amd, products", [(True, 3), (False, 1)])
-def test_oneDNN_computes_the_forward_and_on_amd_the_backward(monkeypatch, amd, products):
+def test_oneDNN_computes_the_forward_and_on_avx512_amd_the_backward(monkeypatch, amd, products):
     monkeypatch.setattr(onednn_linear, "USE_ONEDNN", amd)
     calls = []
     real = onednn_linear._OP
     monkeypatch.setattr(onednn_linear, "_OP", lambda *a: calls.append(1) or real(*a))
     _, fast = pair()
     fast(torch.randn(5, 37, requires_grad=True)).sum().backward()
-    assert len(calls) == products  # forward (and on AMD the input's and the weight's gradients)
+    assert len(calls) == products  # forward (and on AVX-512 AMD the input's and the weight's gradients)
 
 
-def test_cpu_vendor_reads_cpuinfo(tmp_path):
+def test_cpu_info_reads_the_first_cpus_fields(tmp_path):
     info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n")
-    assert onednn_linear.cpu_vendor(info) == "AuthenticAMD"
-    assert onednn_linear.cpu_vendor(tmp_path / "missing") == ""
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu avx2 avx512f\n\n"
+                    "processor\t: 1\nvendor_id\t: GenuineIntel\n")
+    assert onednn_linear.cpu_info("vendor_id", info) == "AuthenticAMD"
+    assert "avx512f" in onednn_linear.cpu_info("flags", info).split()
+    assert onednn_linear.cpu_info("microcode", info) == ""
+    assert onednn_linear.cpu_info("vendor_id", tmp_path / "missing") == ""
 
 
 @pytest.mark.parametrize("relu", [False, True])
