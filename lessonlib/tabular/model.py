@@ -32,7 +32,7 @@ def emb_sizes(cardinalities, rule="lesson") -> list:
 class TabularModel(nn.Module):
     """Embeddings for the categories + batch-normed continuous inputs -> Linear-ReLU-BN-Dropout blocks ->
     Linear, squashed by a sigmoid into `y_range` when given. The Linear layers are `OneDNNLinear`
-    (nn.Linear, with fp32 CPU matmuls about twice as fast on AMD processors) and the dropouts
+    (nn.Linear with its bias and ReLU written by the product itself on fp32 CPUs) and the dropouts
     `SmallPDropout` (nn.Dropout's distribution, drawing only the positions it drops).
 
     Under autocast (e.g. bf16) the hidden layers run in low precision but the head and the sigmoid
