@@ -1,8 +1,8 @@
 """GEMM peak of this machine, shared by the benchmarks that report a FLOP rate against it.
 
-On CPUs torch's fp32 `a @ b` calls MKL, which on AMD processors runs a slower kernel than oneDNN's (on
-this project's 2-core AMD EPYC: about 220 vs 475 GFLOP/s). A FLOP rate quoted against MKL alone would
-flatter the code, so the fp32 peak is the better of the two libraries."""
+On CPUs torch's fp32 `a @ b` calls MKL, which on AMD processors with AVX-512 runs its AVX2 kernel, slower
+than oneDNN's (figures in benchmarks/README.md). A FLOP rate quoted against MKL alone would flatter the
+code there, so the fp32 peak is the better of the two libraries."""
 
 import math
 import time
