@@ -1,6 +1,7 @@
 # Two commands (see README.md):
 #   make notebooks [PRESET=sample|full]   run every notebook top to bottom (copies in output/)
 #   make test                             unit tests, ruff, and nbval over every notebook
+#   make robustness                       every notebook with other seeds and precision (findings hold?)
 # Both create .venv with the pinned versions from requirements.lock on first use.
 
 PYTHON ?= python3
@@ -8,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PRESET ?= sample
 
-.PHONY: notebooks test lint refresh-outputs clean-venv
+.PHONY: notebooks test lint robustness refresh-outputs clean-venv
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +20,11 @@ $(BIN)/.installed: requirements.lock pyproject.toml
 
 notebooks: $(BIN)/.installed
 	$(BIN)/python scripts/run_notebooks.py --preset $(PRESET)
+
+# Every notebook with seed blocks 100 and 200 (and 04/05 in the other precision), each in its own data
+# cache under output/robustness/: do the asserted findings hold? Prints the table.
+robustness: $(BIN)/.installed
+	$(BIN)/python scripts/run_notebooks.py --robustness
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

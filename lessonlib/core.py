@@ -52,19 +52,6 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
-def native_amp(device=None):
-    """The Learner's `amp` for the hardware's native low precision: None on CUDA (the Learner picks bf16
-    or fp16 there), "bf16" on a CPU that computes bfloat16 natively (AVX512-BF16 or AMX: faster than
-    fp32), else False (emulated bf16 would be slower than fp32)."""
-    device = torch.device(device) if device is not None else default_device()
-    if device.type != "cpu":
-        return None
-    try:
-        return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else False
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def progress_enabled() -> bool:
     """Progress bars are on unless LESSONLIB_PROGRESS=0 (the test command and the committed
     notebook outputs turn them off so nbval compares stable outputs)."""

@@ -17,20 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def cpu_info(field: str, cpuinfo: str = "/proc/cpuinfo") -> str:
-    """The first CPU's `field` in /proc/cpuinfo ("vendor_id": "AuthenticAMD", "flags": "fpu ... avx2 ..."),
-    "" where the file does not say (not Linux)."""
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                name, _, value = line.partition(":")
-                if name.strip() == field:
-                    return value.strip()
-    except OSError:
-        pass
-    return ""
-
+from lessonlib.numerics import cpu_info
 
 _OP = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
 # where MKL's fp32 products take their AVX2 kernel though the CPU has AVX-512 (see the module docstring)

@@ -57,16 +57,6 @@ def test_oneDNN_computes_the_forward_and_on_avx512_amd_the_backward(monkeypatch,
     assert len(calls) == products  # forward (and on AVX-512 AMD the input's and the weight's gradients)
 
 
-def test_cpu_info_reads_the_first_cpus_fields(tmp_path):
-    info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu avx2 avx512f\n\n"
-                    "processor\t: 1\nvendor_id\t: GenuineIntel\n")
-    assert onednn_linear.cpu_info("vendor_id", info) == "AuthenticAMD"
-    assert "avx512f" in onednn_linear.cpu_info("flags", info).split()
-    assert onednn_linear.cpu_info("microcode", info) == ""
-    assert onednn_linear.cpu_info("vendor_id", tmp_path / "missing") == ""
-
-
 @pytest.mark.parametrize("relu", [False, True])
 def test_falls_back_to_nn_linear_exactly_outside_fp32_cpu(relu):
     ref, fast = pair(relu=relu)

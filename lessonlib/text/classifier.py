@@ -19,9 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
-from lessonlib.core import atomic_write, eval_mode, native_amp, seed_everything
+from lessonlib.core import atomic_write, eval_mode, seed_everything
 from lessonlib.data import imdb_reviews
 from lessonlib.learner import Learner, accuracy, adamw
+from lessonlib.numerics import training_amp
 from lessonlib.text.awd_lstm import AWDLSTM, load_encoder
 from lessonlib.text.tokenize import SPECIAL_TOKENS, tokenize, tokenize_texts
 from lessonlib.text.vocab import numericalize_docs
@@ -415,14 +416,15 @@ def train_classifier(lm_file, data: ClassifierData, pretrained: bool, seed: int,
     The encoder starts from the LM saved at `lm_file` (`pretrained`) or from fresh weights of the same
     architecture. Every layer trains from the start: one-cycle over `epochs` with peak LR `lr` for the
     head, each lower layer group `factor` times less (1.0: one LR for all). With `stages=(lrs, epochs)`,
-    ULMFiT's gradual unfreezing instead (see `gradual_unfreezing`). `amp`: None = bf16 where the hardware
-    computes it natively. Returns the Learner (`learn.history`: per-epoch validation loss and accuracy)."""
+    ULMFiT's gradual unfreezing instead (see `gradual_unfreezing`). `amp`: None = `training_amp()` (bf16
+    where the hardware computes it natively, unless $LESSONLIB_PRECISION forces one). Returns the Learner
+    (`learn.history`: per-epoch validation loss and accuracy)."""
     seed_everything(seed)
     model = classifier_from_lm(lm_file, pretrained=pretrained, drop_mult=drop_mult, **model_kwargs)
     train_dl, valid_dl = data.loaders(bs, seed)
     learn = Learner(model, train_dl, valid_dl if validate else None, F.cross_entropy,
                     opt_func=partial(adamw, fused=True), metrics={"acc": accuracy}, clip=clip, wd=wd,
-                    callbacks=callbacks, amp=native_amp() if amp is None else amp)
+                    callbacks=callbacks, amp=training_amp() if amp is None else amp)
     if stages is not None:
         gradual_unfreezing(learn, *stages, factor=factor, show=show)
     else:

@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from lessonlib import distributed as ddp
-from lessonlib.core import native_amp, seed_everything
+from lessonlib.core import seed_everything
 from lessonlib.data import imdb_reviews
 from lessonlib.learner import Learner, accuracy
+from lessonlib.numerics import training_amp
 from lessonlib.text.awd_lstm import (
     ResetState,
     RNNRegularizer,
@@ -195,8 +196,8 @@ def lm_learner(data: LMData, kind: str, cfg: LMConfig, seed: int = 42, amp=None,
     """An untrained LM in a Learner: output bias at the unigram frequencies (unless `init_bias` is
     False: as the layer initialises it, without them), embedding from `vectors`, AdamW, gradient
     clipping (cfg.clip unless `clip` says otherwise), hidden state reset each epoch, AR/TAR for "awd",
-    plus any extra `callbacks`. `amp`: None = the hardware's native low precision (`native_amp`). What
-    `train_lm` trains, and what to run the LR finder on."""
+    plus any extra `callbacks`. `amp`: None = `training_amp` (the native low precision, unless
+    $LESSONLIB_PRECISION forces one). What `train_lm` trains, and what to run the LR finder on."""
     seed_everything(seed)
     rank, world = (ddp.rank(), ddp.world_size()) if ddp.launched_by_torchrun() else (0, 1)
     train_dl, valid_dl = data.loaders(cfg.bs, cfg.bptt, cfg.jitter, seed, rank, world)
@@ -213,7 +214,7 @@ def lm_learner(data: LMData, kind: str, cfg: LMConfig, seed: int = 42, amp=None,
     else:
         loss, metrics = lm_loss, {"acc": accuracy}
     if amp is None:
-        amp = native_amp(device)
+        amp = training_amp(device)
     return Learner(model, train_dl, valid_dl, loss, metrics=metrics, wd=cfg.wd,
                    clip=cfg.clip if clip == "cfg" else clip, callbacks=callbacks, amp=amp, device=device)
 
