@@ -5,7 +5,8 @@
 
 Run with progress bars off (the Makefile sets LESSONLIB_PROGRESS=0), as nbval does. The kernels load
 `scripts/ipython`'s startup file, which names every unlabelled figure axis on stderr; a notebook with
-one is written (to be looked at) and the command fails. The notebook's metadata records the check.
+one is written (to be looked at) and the command fails. The notebook's metadata records the check, and
+the numerics identity of this machine (notebooks/conftest.py compares it to choose nbval's mode).
 """
 
 import os
@@ -16,6 +17,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+from lessonlib.numerics import numerics_identity
 from lessonlib.plots import UNLABELLED_MARKER
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +38,8 @@ def refresh(path: Path) -> list[str]:
     NotebookClient(nb, timeout=1800, kernel_name="python3", resources=resources).execute()
     for cell in nb.cells:  # per-cell timestamps only churn the diff
         cell.metadata.pop("execution", None)
-    nb.metadata["lessonlib"] = {"figure_labels_checked": True}
+    # what wrote these outputs: nbval compares the numerics-dependent cells only on a machine like it
+    nb.metadata["lessonlib"] = {"figure_labels_checked": True, "numerics": numerics_identity()}
     nbformat.write(nb, path)
     print(f"{path.name}: {time.perf_counter() - start:.0f}s")
     return label_complaints(nb)

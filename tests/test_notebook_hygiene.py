@@ -9,6 +9,8 @@ import papermill
 import pytest
 from nbval.plugin import get_sanitize_patterns
 
+from lessonlib.numerics import numerics_identity
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 SANITIZE = ROOT / "tests" / "nbval_sanitize.cfg"
@@ -108,3 +110,10 @@ def test_papermill_reads_every_parameter(path, caplog):
     source = next(c.source for c in cells if "parameters" in c.metadata.get("tags", []))
     assert not [r.getMessage() for r in caplog.records if "Unable to parse" in r.getMessage()]
     assert set(found) == set(parameter_values(source))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_outputs_record_the_numerics_that_wrote_them(path):
+    """notebooks/conftest.py chooses nbval's mode by this record (`make refresh-outputs` writes it)."""
+    recorded = nbformat.read(path, as_version=4).metadata.get("lessonlib", {}).get("numerics")
+    assert recorded and set(recorded) == set(numerics_identity()), f"{path.name}: run make refresh-outputs"
