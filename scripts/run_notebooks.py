@@ -39,10 +39,11 @@ def notebooks() -> list[Path]:
 
 
 def failing_line(err: papermill.PapermillExecutionError) -> str:
-    """The error and the cell line that raised it (the '---->' line of the kernel's traceback)."""
+    """The error and the cell line that raised it (the '---->' line of the kernel's traceback; '--->' for
+    line numbers of two digits)."""
     plain = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in err.traceback]
-    marked = [line for block in plain for line in block.splitlines() if line.lstrip().startswith("---->")]
-    where = re.sub(r"^\s*---->\s*\d+\s*", "", marked[-1]).strip() if marked else ""
+    marked = [line for block in plain for line in block.splitlines() if re.match(r"\s*-+>\s*\d", line)]
+    where = re.sub(r"^\s*-+>\s*\d+\s*", "", marked[-1]).strip() if marked else ""
     what = f"{err.ename}: {err.evalue}".rstrip(": ")
     return f"{what} at `{where}`" if where else what
 

@@ -74,3 +74,5 @@ def test_failing_line_reads_the_marked_traceback_line():
         traceback=["\x1b[31m---------\x1b[39m", "Cell \x1b[32mIn[3], line 2\x1b[39m\n      1 x = 0\n"
                    "\x1b[32m----> 2\x1b[39m assert x > 1\n"])
     assert run_notebooks.failing_line(err) == "AssertionError at `assert x > 1`"
+    err.traceback[1] = err.traceback[1].replace("----> 2", "---> 12")  # IPython's arrow for line 10 on
+    assert run_notebooks.failing_line(err) == "AssertionError at `assert x > 1`"
