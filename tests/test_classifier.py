@@ -436,3 +436,26 @@ def test_classifier_run_returns_history_one_test_score_and_weights_on_request(tm
     assert sorted(index.tolist()) == list(range(len(data.test)))
     assert torch.equal(targets, torch.as_tensor(data.test.labels[index]))
     assert "weights" not in classifier_run(path, data, pretrained=False, seed=0, lr=1e-2, epochs=1, bs=8)
+
+
+def test_a_saved_classifier_moves_with_its_lm(tmp_path):
+    import shutil
+
+    from lessonlib.text.classifier import classifier_path, load_classifier, save_classifier
+
+    path, _ = saved_lm_encoder(tmp_path / "data")
+    model = classifier_from_lm(path).eval()
+    save_classifier(classifier_path(path), model, path)
+    shutil.move(tmp_path / "data", tmp_path / "moved")  # a new LESSONLIB_DATA
+    again = load_classifier(tmp_path / "moved" / classifier_path(path).name)
+    assert again.predict("great fun") == pytest.approx(model.predict("great fun"))
+
+
+def test_a_broken_classifier_file_names_itself_and_notebook_05(tmp_path):
+    from lessonlib.text.classifier import load_classifier
+    from lessonlib.text.saved import SavedModelError
+
+    broken = tmp_path / "lm_classifier.pt"
+    broken.write_bytes(b"half a file")
+    with pytest.raises(SavedModelError, match=r"lm_classifier.pt is not a readable saved classifier.*05"):
+        load_classifier(broken)

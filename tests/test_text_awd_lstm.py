@@ -207,3 +207,13 @@ def test_init_bias_makes_the_untrained_model_predict_unigram_frequencies(cutoffs
     else:  # frequent tokens exactly; each rarer cluster gets its share as a whole
         assert torch.allclose(probs[:10], expected[:10], rtol=0.01)
         assert float(probs[10:20].sum()) == pytest.approx(float(expected[10:20].sum()), rel=0.01)
+
+
+def test_a_truncated_encoder_file_names_itself_and_notebook_04(tmp_path):
+    from lessonlib.text.saved import SavedModelError
+
+    vocab = Vocab(SPECIAL_TOKENS + [f"w{i}" for i in range(V - len(SPECIAL_TOKENS))])
+    path = save_encoder(tmp_path / "enc.pt", AWDLSTM(V, 6, 10, 2), vocab)
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(SavedModelError, match=r"enc.pt is not a readable saved LM encoder.*04_imdb"):
+        load_encoder(path)

@@ -3,6 +3,9 @@ from dataclasses import replace
 import pytest
 
 from lessonlib.text import lm
+from lessonlib.text.awd_lstm import AWDLSTM, save_encoder
+from lessonlib.text.saved import SavedModelError
+from lessonlib.text.tokenize import SPECIAL_TOKENS
 from lessonlib.text.vocab import Vocab
 
 
@@ -22,12 +25,22 @@ def test_lm_path_changes_with_the_recipe(tmp_path, monkeypatch):
 def test_imdb_language_model_loads_an_existing_file_without_training(tmp_path, monkeypatch):
     monkeypatch.setenv("LESSONLIB_DATA", str(tmp_path))
     path = lm.lm_path("sample")
-    path.parent.mkdir(parents=True)
-    path.write_bytes(b"x")
+    vocab = Vocab(SPECIAL_TOKENS + ["a", "b"])
+    save_encoder(path, AWDLSTM(len(vocab), 4, 6, 1), vocab)
     monkeypatch.setattr(lm, "lm_data", lambda *a, **k: pytest.fail("must not train when the file exists"))
     assert lm.imdb_language_model("sample") == path
     with pytest.raises(ValueError, match="unknown size"):
         lm.imdb_language_model("huge")
+
+
+def test_imdb_language_model_names_a_broken_file_instead_of_training_over_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("LESSONLIB_DATA", str(tmp_path))
+    path = lm.lm_path("sample")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"x")
+    monkeypatch.setattr(lm, "lm_data", lambda *a, **k: pytest.fail("must not train over a broken file"))
+    with pytest.raises(SavedModelError, match=f"{path.name} is not a readable saved LM encoder.*04"):
+        lm.imdb_language_model("sample")
 
 
 def test_lm_texts_hold_out_valid_and_never_read_test(monkeypatch):

@@ -20,6 +20,7 @@ from torch import nn
 
 from lessonlib.callbacks import Callback
 from lessonlib.core import atomic_write
+from lessonlib.text.saved import read_saved
 from lessonlib.text.vocab import Vocab
 
 # the lesson's dropouts (fast.ai 2018 lesson 4: [0.25, 0.1, 0.2, 0.02, 0.15] * drop_mult)
@@ -357,14 +358,19 @@ def save_encoder(path, encoder: AWDLSTM, vocab, decoder: nn.Module | None = None
     return path
 
 
+LM_REMEDY = ("run notebooks/04_imdb_language_model.ipynb (or lessonlib.text.lm.imdb_language_model()) "
+             "to train and save it again")
+
+
+def read_lm_file(path) -> dict:
+    """What `save_encoder` wrote at `path`, with a clear error for a missing, broken or foreign file."""
+    return read_saved(path, ("config", "state_dict", "itos"), "saved LM encoder", LM_REMEDY)
+
+
 def load_encoder(path, **overrides):
     """(encoder, vocab) from a file written by `save_encoder`; `overrides` change config entries such
     as dropouts (e.g. `drop_mult=0.5` for a classifier)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no saved encoder at {path}: run notebooks/04_imdb_language_model.ipynb "
-                                "or lessonlib.text.lm.imdb_language_model() first")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = read_lm_file(path)
     encoder = AWDLSTM.from_config(AWDConfig(**blob["config"]), **overrides)
     encoder.load_state_dict(blob["state_dict"])
     return encoder, Vocab(blob["itos"], blob.get("counts"))
@@ -374,7 +380,7 @@ def load_language_model(path) -> tuple[LanguageModel, Vocab]:
     """(language model, vocab) in eval mode from a file `save_encoder` wrote with its decoder: for
     generating text."""
     encoder, vocab = load_encoder(path)
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = read_lm_file(path)
     emb_size, vocab_size = encoder.config.emb_size, encoder.config.vocab_size
     if "decoder_bias" in blob:
         decoder = LinearDecoder(emb_size, vocab_size, 0.0, tie_to=encoder.embedding.weight)

@@ -8,6 +8,7 @@ for gradual unfreezing and discriminative learning rates.
 """
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -24,6 +25,7 @@ from lessonlib.data import imdb_reviews
 from lessonlib.learner import Learner, accuracy, adamw
 from lessonlib.numerics import training_amp
 from lessonlib.text.awd_lstm import AWDLSTM, load_encoder
+from lessonlib.text.saved import read_saved
 from lessonlib.text.tokenize import SPECIAL_TOKENS, tokenize, tokenize_texts
 from lessonlib.text.vocab import numericalize_docs
 
@@ -288,21 +290,24 @@ def classifier_path(lm_file) -> Path:
 
 
 def save_classifier(path, model: TextClassifier, lm_file) -> Path:
-    """Write a trained classifier's weights (and which LM file gives its architecture), atomically."""
+    """Write a trained classifier's weights (and which LM file gives its architecture), atomically. The
+    LM file is recorded relative to the classifier's folder, so the pair can move together (a new
+    `LESSONLIB_DATA`)."""
+    path = Path(path)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    lm_file = os.path.relpath(Path(lm_file).resolve(), path.parent.resolve())
     with atomic_write(path) as f:
-        torch.save({"state_dict": state, "lm_file": str(lm_file)}, f)
-    return Path(path)
+        torch.save({"state_dict": state, "lm_file": lm_file}, f)
+    return path
 
 
 def load_classifier(path) -> TextClassifier:
     """The classifier `save_classifier` wrote, in eval mode, ready for `predict`."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no saved classifier at {path}: "
-                                "run notebooks/05_imdb_classifier.ipynb first")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    model = classifier_from_lm(blob["lm_file"], pretrained=False)
+    blob = read_saved(path, ("state_dict", "lm_file"), "saved classifier",
+                      "run notebooks/05_imdb_classifier.ipynb to train and save it again")
+    lm_file = Path(blob["lm_file"])  # relative to the classifier's folder (absolute in older files)
+    model = classifier_from_lm(lm_file if lm_file.is_absolute() else path.parent / lm_file, pretrained=False)
     model.load_state_dict(blob["state_dict"])
     return model.eval()
 

@@ -32,6 +32,7 @@ from lessonlib.text.awd_lstm import (
     awd_lstm_lm,
     lm_loss,
     plain_lstm_lm,
+    read_lm_file,
     save_encoder,
 )
 from lessonlib.text.lm_data import LMLoader
@@ -225,6 +226,7 @@ def imdb_language_model(size: str = "sample", retrain: bool = False, seed: int =
     (as notebook 04 does) if the file is missing or `retrain`."""
     path = lm_path(size)
     if path.exists() and not retrain:
+        read_lm_file(path)  # a broken or foreign file fails here, naming it, not later inside torch
         return path
     if size not in LM_PRESETS:
         raise ValueError(f"unknown size {size!r}; known: {sorted(LM_PRESETS)}")
