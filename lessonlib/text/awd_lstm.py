@@ -370,7 +370,11 @@ def read_lm_file(path) -> dict:
 def load_encoder(path, **overrides):
     """(encoder, vocab) from a file written by `save_encoder`; `overrides` change config entries such
     as dropouts (e.g. `drop_mult=0.5` for a classifier)."""
-    blob = read_lm_file(path)
+    return encoder_from_blob(read_lm_file(path), **overrides)
+
+
+def encoder_from_blob(blob: dict, **overrides):
+    """(encoder, vocab) rebuilt from what `read_lm_file` returned."""
     encoder = AWDLSTM.from_config(AWDConfig(**blob["config"]), **overrides)
     encoder.load_state_dict(blob["state_dict"])
     return encoder, Vocab(blob["itos"], blob.get("counts"))
@@ -379,8 +383,8 @@ def load_encoder(path, **overrides):
 def load_language_model(path) -> tuple[LanguageModel, Vocab]:
     """(language model, vocab) in eval mode from a file `save_encoder` wrote with its decoder: for
     generating text."""
-    encoder, vocab = load_encoder(path)
-    blob = read_lm_file(path)
+    blob = read_lm_file(path)  # read once: the encoder and the decoder come from the same file
+    encoder, vocab = encoder_from_blob(blob)
     emb_size, vocab_size = encoder.config.emb_size, encoder.config.vocab_size
     if "decoder_bias" in blob:
         decoder = LinearDecoder(emb_size, vocab_size, 0.0, tie_to=encoder.embedding.weight)
