@@ -1,6 +1,7 @@
 from dataclasses import replace
 
 import pytest
+import torch
 
 from lessonlib.text import lm
 from lessonlib.text.awd_lstm import AWDLSTM, save_encoder
@@ -84,3 +85,12 @@ def test_build_lm_kinds():
     assert lm.build_lm("awd", 20, cfg).encoder.rnns[0].weight_p > 0
     with pytest.raises(ValueError, match="'awd' or 'plain'"):
         lm.build_lm("gru", 20, cfg)
+
+
+def test_word_vectors_follow_the_seed():
+    docs = [["good", "film", "great", "film", "bad", "plot", "awful", "plot"]] * 30
+    vocab = Vocab.build(docs, min_freq=1)
+    data = lm.LMData(docs, docs[:1], vocab, [vocab.numericalize(d) for d in docs], [])
+    cfg = replace(lm.LM_PRESETS["sample"], emb_size=8, w2v_epochs=2)
+    first, again, other = (lm.word_vectors(data, cfg, s).weights for s in (1, 1, 2))
+    assert torch.equal(first, again) and not torch.equal(first, other)

@@ -7,7 +7,7 @@ Both presets read the full archive: the sample preset a seeded 10,000 of its ~75
 two CPU cores read in minutes), the full preset all of them.
 
     data = lm_data("sample")                        # tokens, vocabulary, ids, loaders
-    vectors = word_vectors(data, LM_PRESETS["sample"])   # word2vec on the same text: the embedding's start
+    vectors = word_vectors(data, LM_PRESETS["sample"], seed=42)   # word2vec on the same text: the embedding's start
     learn = train_lm(data, "awd", LM_PRESETS["sample"], vectors=vectors)
     path = imdb_language_model("sample")            # load-or-train: the saved LM + vocabulary
 """
@@ -159,11 +159,11 @@ def lm_data(size: str = "sample", n_workers: int | None = None) -> LMData:
                   numericalize_docs(vocab, valid_tokens))
 
 
-def word_vectors(data: LMData, cfg: LMConfig):
+def word_vectors(data: LMData, cfg: LMConfig, seed: int):
     """word2vec vectors (`cfg.emb_size` wide, `cfg.w2v_epochs` epochs) trained on the LM's own
-    training tokens, one per vocabulary entry: the embedding's starting point. One worker thread, so
-    every run gives the same vectors."""
-    return train_word2vec(data.train_tokens, data.vocab, cfg.emb_size, cfg.w2v_epochs, workers=1)
+    training tokens, one per vocabulary entry: the embedding's starting point. `seed` sets word2vec's
+    starting vectors and its sampling; with one worker thread the same seed gives the same vectors."""
+    return train_word2vec(data.train_tokens, data.vocab, cfg.emb_size, cfg.w2v_epochs, seed=seed, workers=1)
 
 
 def build_lm(kind: str, vocab_size: int, cfg: LMConfig):
@@ -232,7 +232,7 @@ def imdb_language_model(size: str = "sample", retrain: bool = False, seed: int =
         raise ValueError(f"unknown size {size!r}; known: {sorted(LM_PRESETS)}")
     cfg = LM_PRESETS[size]
     data = lm_data(size)
-    vectors = word_vectors(data, cfg) if cfg.w2v_epochs else None
+    vectors = word_vectors(data, cfg, seed) if cfg.w2v_epochs else None
     learn = train_lm(data, "awd", cfg, seed=seed, show=show, vectors=vectors)
     return save_encoder(path, learn.model.encoder, data.vocab, learn.model.decoder)
 
@@ -249,7 +249,7 @@ def main(argv=None) -> None:
     cfg = LM_PRESETS[args.size]
     data = lm_data(args.size)
     amp = {"None": None, "False": False}.get(args.amp, args.amp)
-    vectors = word_vectors(data, cfg) if cfg.w2v_epochs else None
+    vectors = word_vectors(data, cfg, args.seed) if cfg.w2v_epochs else None
     learn = train_lm(data, "awd", cfg, seed=args.seed, epochs=args.epochs, amp=amp, vectors=vectors)
     if not ddp.launched_by_torchrun() or ddp.is_main():
         print("saved", save_encoder(lm_path(args.size), learn.model.encoder, data.vocab, learn.model.decoder))
