@@ -7,7 +7,7 @@ Both presets read the full archive: the sample preset a seeded 10,000 of its ~75
 two CPU cores read in minutes), the full preset all of them.
 
     data = lm_data("sample")                        # tokens, vocabulary, ids, loaders
-    vectors = word_vectors(data, LM_PRESETS["sample"], seed=42)   # word2vec on the same text: the embedding's start
+    vectors = word_vectors(data, LM_PRESETS["sample"], seed=42)   # word2vec on the same text: the start
     learn = train_lm(data, "awd", LM_PRESETS["sample"], vectors=vectors)
     path = imdb_language_model("sample")            # load-or-train: the saved LM + vocabulary
 """
