@@ -1,6 +1,6 @@
-"""Plot helpers more than one notebook uses: curves per group with mean ± std bands over seeds, and a
-metric against a parameter with error bars. Both take tidy DataFrames (one row per run, or per run and
-epoch) and return the matplotlib Axes they drew on.
+"""Plot helpers: curves per group with mean ± std bands over seeds, a metric against a parameter with
+error bars (both from tidy DataFrames: one row per run, or per run and epoch), and a reliability
+diagram (from `lessonlib.calibration.reliability` tables). Each returns the matplotlib Axes it drew on.
 """
 
 import matplotlib.pyplot as plt
@@ -86,4 +86,19 @@ def plot_vs_param(df: pd.DataFrame, x: str, y: str, group: str | None = None, ye
             xs, ys, es = part[x], part[y], part[yerr]
         ax.errorbar(xs, ys, yerr=es, label=label.format(value) if group else label.format(y), **errorbar_kw)
     ax.set(xlabel=x, ylabel=y)
+    return ax
+
+
+def plot_reliability(tables: dict, ax=None):
+    """A reliability diagram: for each named `reliability` table, accuracy against mean confidence per
+    bin (dot area ~ answers in the bin); on the diagonal, a probability means what it says."""
+    ax = ax if ax is not None else new_axes()
+    lowest = min(float(t["from"].min()) for t in tables.values())
+    ax.plot([lowest, 1], [lowest, 1], color="gray", ls="--", lw=1, label="calibrated")
+    for name, table in tables.items():
+        _check_columns(table, "confidence", "accuracy", "count")
+        area = 300 * table["count"] / table["count"].sum()
+        line, = ax.plot(table["confidence"], table["accuracy"], lw=1, label=name)
+        ax.scatter(table["confidence"], table["accuracy"], s=area, color=line.get_color(), alpha=0.7)
+    ax.set(xlabel="confidence (mean over the bin)", ylabel="accuracy in the bin")
     return ax

@@ -459,3 +459,29 @@ def test_a_broken_classifier_file_names_itself_and_notebook_05(tmp_path):
     broken.write_bytes(b"half a file")
     with pytest.raises(SavedModelError, match=r"lm_classifier.pt is not a readable saved classifier.*05"):
         load_classifier(broken)
+
+
+def test_predict_divides_by_the_temperature_for_the_text_length(tmp_path):
+    from lessonlib.calibration import LengthTemperatures
+
+    model = classifier_from_lm(saved_lm_encoder(tmp_path)[0]).eval()
+    with torch.no_grad():
+        model.head.layers[-1].bias.copy_(torch.tensor([-4.0, 4.0]))  # raw: sure of 'pos'
+    raw_short, raw_long = model.predict("great"), model.predict("the movie was great fun " * 4)
+    model.temperatures = LengthTemperatures((2, 10), (100.0, 1.0))
+    short, long = model.predict("great"), model.predict("the movie was great fun " * 4)
+    assert short[0] == raw_short[0] and 0.5 <= short[1] < 0.55 < raw_short[1]  # same label, less sure
+    assert long == pytest.approx(raw_long)  # 21 tokens: temperature 1
+
+
+def test_a_saved_classifier_keeps_its_temperatures(tmp_path):
+    from lessonlib.calibration import LengthTemperatures
+    from lessonlib.text.classifier import classifier_path, load_classifier, save_classifier
+
+    path, _ = saved_lm_encoder(tmp_path)
+    model = classifier_from_lm(path).eval()
+    assert load_classifier(save_classifier(classifier_path(path), model, path)).temperatures is None
+    model.temperatures = LengthTemperatures((2, 33), (6.5, 1.25))
+    again = load_classifier(save_classifier(classifier_path(path), model, path))
+    assert again.temperatures == model.temperatures
+    assert again.predict("great") == pytest.approx(model.predict("great"))

@@ -69,3 +69,14 @@ def test_unlabelled_names_axes_a_reader_cannot_read():
     ax.set_axis_off()
     assert unlabelled(fig) == []
     plt.close(fig)
+
+
+def test_plot_reliability_draws_the_diagonal_and_one_line_per_table():
+    from lessonlib.calibration import reliability
+    from lessonlib.plots import plot_reliability
+
+    probs = np.array([[0.4, 0.6], [0.1, 0.9], [0.2, 0.8]])
+    ax = plot_reliability({"before": reliability(probs, [1, 0, 1]), "after": reliability(probs, [1, 1, 1])})
+    assert [line.get_label() for line in ax.lines] == ["calibrated", "before", "after"]
+    assert ax.get_xlabel() and ax.get_ylabel()
+    plt.close("all")

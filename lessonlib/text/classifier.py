@@ -10,7 +10,7 @@ for gradual unfreezing and discriminative learning rates.
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
+from lessonlib.calibration import LengthTemperatures
 from lessonlib.core import atomic_write, eval_mode, seed_everything
 from lessonlib.data import imdb_reviews
 from lessonlib.learner import Learner, accuracy, adamw
@@ -228,7 +229,8 @@ class TextClassifier(nn.Module):
     `tokens` is `(bs, length)` padded at the end with `pad_idx` (what `classification_loader` gives).
     `layer_groups()` lists the encoder's groups (embedding, then each layer) and the head, for
     gradual unfreezing and discriminative learning rates. With a `vocab`, `predict(text)` classifies
-    raw review text.
+    raw review text, its probability tempered by `temperatures` (a `LengthTemperatures`, see
+    `lessonlib.text.confidence`) once they are set.
     """
 
     def __init__(self, encoder: nn.Module, d: int, pad_idx: int, n_classes: int = 2, bptt: int = 70,
@@ -239,6 +241,7 @@ class TextClassifier(nn.Module):
         self.chunked = ChunkedEncoder(encoder, pad_idx, bptt, max_len)
         self.head = PoolingHead(d, n_classes)
         self.vocab, self.classes = vocab, list(classes)
+        self.temperatures: LengthTemperatures | None = None  # None: raw softmax probabilities
 
     @property
     def encoder(self) -> nn.Module:
@@ -252,7 +255,9 @@ class TextClassifier(nn.Module):
         return [*groups, self.head]
 
     def predict(self, text: str) -> tuple[str, float]:
-        """(label, probability of that label) for one review's raw text.
+        """(label, probability of that label) for one review's raw text. With `temperatures` set, the
+        scores are divided by the temperature fitted for texts of this many tokens (calibrated: short
+        texts with little to go on get probabilities nearer 0.5); the label is the same either way.
 
         A text with no word the vocabulary knows (empty, or only unknown words) raises ValueError: the
         model would answer from its biases alone, a confident label that means nothing."""
@@ -266,8 +271,9 @@ class TextClassifier(nn.Module):
                              "every word is unknown): nothing to classify; give it a review in English")
         ids = torch.as_tensor(ids, dtype=torch.long)
         device = next(self.parameters()).device
+        temperature = 1.0 if self.temperatures is None else self.temperatures.at(len(ids))
         with eval_mode(self):
-            probs = torch.softmax(self(ids[None].to(device)).float(), dim=-1)[0]
+            probs = torch.softmax(self(ids[None].to(device)).float() / temperature, dim=-1)[0]
         i = int(probs.argmax())
         return self.classes[i], float(probs[i])
 
@@ -290,25 +296,30 @@ def classifier_path(lm_file) -> Path:
 
 
 def save_classifier(path, model: TextClassifier, lm_file) -> Path:
-    """Write a trained classifier's weights (and which LM file gives its architecture), atomically. The
-    LM file is recorded relative to the classifier's folder, so the pair can move together (a new
-    `LESSONLIB_DATA`)."""
+    """Write a trained classifier's weights, its temperatures (if calibrated) and which LM file gives its
+    architecture, atomically. The LM file is recorded relative to the classifier's folder, so the pair
+    can move together (a new `LESSONLIB_DATA`)."""
     path = Path(path)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     lm_file = os.path.relpath(Path(lm_file).resolve(), path.parent.resolve())
+    temperatures = None if model.temperatures is None else asdict(model.temperatures)
     with atomic_write(path) as f:
-        torch.save({"state_dict": state, "lm_file": lm_file}, f)
+        torch.save({"state_dict": state, "lm_file": lm_file, "temperatures": temperatures}, f)
     return path
 
 
 def load_classifier(path) -> TextClassifier:
-    """The classifier `save_classifier` wrote, in eval mode, ready for `predict`."""
+    """The classifier `save_classifier` wrote, in eval mode, ready for `predict` (uncalibrated if it was
+    saved without temperatures)."""
     path = Path(path)
     blob = read_saved(path, ("state_dict", "lm_file"), "saved classifier",
                       "run notebooks/05_imdb_classifier.ipynb to train and save it again")
     lm_file = Path(blob["lm_file"])  # relative to the classifier's folder (absolute in older files)
     model = classifier_from_lm(lm_file if lm_file.is_absolute() else path.parent / lm_file, pretrained=False)
     model.load_state_dict(blob["state_dict"])
+    if blob.get("temperatures"):
+        t = blob["temperatures"]
+        model.temperatures = LengthTemperatures(tuple(t["lengths"]), tuple(t["temperatures"]))
     return model.eval()
 
 
@@ -450,15 +461,21 @@ def classifier_run(lm_file, data: ClassifierData, pretrained: bool, seed: int, l
     return out
 
 
-def predict_probs(model: TextClassifier, dl) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """(class probabilities, targets, dataset index of each row) over a loader of `(tokens, labels)`
-    batches, in eval mode."""
-    probs, targets = [], []
+def predict_logits(model: TextClassifier, dl) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """(class scores, targets, dataset index of each row) over a loader of `(tokens, labels)` batches,
+    in eval mode."""
+    logits, targets = [], []
     with eval_mode(model):
         for tokens, y in dl:
-            probs.append(model(tokens).float().softmax(-1))
+            logits.append(model(tokens).float())
             targets.append(y)
-    return torch.cat(probs), torch.cat(targets), np.concatenate(list(dl.batch_sampler))
+    return torch.cat(logits), torch.cat(targets), np.concatenate(list(dl.batch_sampler))
+
+
+def predict_probs(model: TextClassifier, dl) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """`predict_logits` as class probabilities (softmax; no temperature)."""
+    logits, targets, index = predict_logits(model, dl)
+    return logits.softmax(-1), targets, index
 
 
 def pooled_features(encoder: nn.Module, dataset: ClassificationDataset, pad_idx: int, bs: int = 64,

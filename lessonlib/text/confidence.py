@@ -1,0 +1,52 @@
+"""How sure may the sentiment classifier be of a text of n tokens? Temperatures fitted by length.
+
+Temperature scaling (`lessonlib.calibration`) fitted on whole validation reviews fixes the
+probabilities of whole reviews. `predict` also meets a lone word, a few punctuation marks, half a
+sentence: texts far shorter than anything the classifier was trained on, where it can still answer
+0.99. So the temperature is fitted per length: each validation review is cut into random windows
+of n tokens (`xxbos` plus n - 1 consecutive tokens, what a text of that length looks like to the
+model), keeping the review's label, and a temperature is fitted on those windows for each n. Two
+tokens of a review seldom decide its sentiment, so short windows get a high temperature and the
+probability of a near-empty text stays near 0.5; whole reviews keep a temperature near their own.
+The winning class never changes, only how sure the model says it is.
+"""
+
+import numpy as np
+
+from lessonlib.calibration import LengthTemperatures, fit_temperature
+from lessonlib.text.classifier import ClassificationDataset, classification_loader, predict_logits
+
+WINDOW_LENGTHS = (2, 3, 5, 9, 17, 33, 65)  # tokens read, xxbos included
+
+
+def windows(dataset: ClassificationDataset, length: int, per_review: int, seed: int) -> ClassificationDataset:
+    """`per_review` random windows of each review: its first token (`xxbos`) plus `length - 1`
+    consecutive tokens, with the review's label (a review no longer than `length`: itself)."""
+    if length < 2:
+        raise ValueError(f"a window needs xxbos and at least one token: length >= 2, got {length}")
+    rng = np.random.default_rng(seed)
+    ids, labels = [], []
+    for review, label in zip(dataset.ids, dataset.labels, strict=True):
+        for _ in range(per_review if len(review) > length else 1):
+            start = rng.integers(1, len(review) - length + 2) if len(review) > length else 1
+            ids.append(np.concatenate([review[:1], review[start:start + length - 1]]))
+            labels.append(label)
+    return ClassificationDataset(ids, labels)
+
+
+def fit_length_temperatures(model, dataset: ClassificationDataset, pad_idx: int,
+                            lengths=WINDOW_LENGTHS, per_review: int = 4, seed: int = 0,
+                            bs: int = 64) -> LengthTemperatures:
+    """A temperature for windows of each of `lengths` tokens of the (validation) reviews in `dataset`,
+    and one for the whole reviews at their median length (beyond the longest window). Only the
+    validation reviews are read: the test reviews stay for measuring the result."""
+    fitted = {}
+    for k, n in enumerate(lengths):
+        part = windows(dataset, n, per_review, seed + k)
+        logits, targets, _ = predict_logits(model, classification_loader(part, bs, pad_idx, train=False))
+        fitted[n] = fit_temperature(logits, targets)
+    whole = int(np.median(dataset.lengths))
+    if whole > max(lengths):
+        logits, targets, _ = predict_logits(model, classification_loader(dataset, bs, pad_idx, train=False))
+        fitted[whole] = fit_temperature(logits, targets)
+    return LengthTemperatures(tuple(fitted), tuple(fitted.values()))
