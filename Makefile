@@ -2,14 +2,15 @@
 #   make notebooks [PRESET=sample|full]   run every notebook top to bottom (copies in output/)
 #   make test                             unit tests, ruff, and nbval over every notebook
 #   make robustness                       every notebook with other seeds and precision (findings hold?)
-# Both create .venv with the pinned versions from requirements.lock on first use.
+#   make lab                              JupyterLab on the notebooks, in the project's environment
+# Each creates .venv with the pinned versions from requirements.lock on first use.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PRESET ?= sample
 
-.PHONY: notebooks test lint robustness refresh-outputs clean-venv
+.PHONY: notebooks test lint robustness lab refresh-outputs clean-venv
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +26,14 @@ notebooks: $(BIN)/.installed
 # cache under output/robustness/: do the asserted findings hold? Prints the table.
 robustness: $(BIN)/.installed
 	$(BIN)/python scripts/run_notebooks.py --robustness
+
+# JupyterLab on notebooks/ (no news or update pop-ups). The browser test starts it with this target,
+# with its own LAB_ROOT (a copy of the notebooks) and LAB_OPTS (port, token).
+LAB_ROOT ?= notebooks
+LAB_OPTS ?=
+lab: $(BIN)/.installed
+	$(BIN)/python -m jupyterlab --ServerApp.root_dir=$(LAB_ROOT) --LabApp.news_url= \
+		--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate $(LAB_OPTS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -1,4 +1,4 @@
-"""JupyterLab as users meet it: a real JupyterLab server driven by headless Chromium.
+"""JupyterLab as users meet it: `make lab` (the README's command) driven by headless Chromium.
 
 00_datasets is run top to bottom through the UI; every other notebook is opened (its stored outputs
 and figures must render) and its parameters, import and widget cells are run in the live kernel.
@@ -9,8 +9,8 @@ without it, except under CI where a missing browser is a failure.
 import json
 import os
 import shutil
+import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -52,12 +52,12 @@ class Lab:
                    JUPYTER_RUNTIME_DIR=str(tmp / "runtime"), JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"),
                    JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"), LESSONLIB_PROGRESS="1")
         self.log = open(tmp / "lab.log", "w")  # noqa: SIM115 - closed in stop()
+        # `make lab`, the README's command, on the copy, with the test's own port and token
+        options = ["--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
+                   f"--IdentityProvider.token={self.token}", "--ServerApp.port_retries=0", "--allow-root"]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
-             f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
-             "--ServerApp.port_retries=0", "--allow-root", "--LabApp.news_url=",
-             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT)
+            ["make", "-s", "-C", str(ROOT), "lab", f"LAB_ROOT={self.root}", f"LAB_OPTS={' '.join(options)}"],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.time() + 60
         while True:
@@ -84,12 +84,18 @@ class Lab:
                 urllib.request.urlopen(req, timeout=10)
             except OSError:
                 pass
-        self.proc.terminate()
+        self.signal(signal.SIGTERM)  # make and the JupyterLab it started
         try:
             self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            self.signal(signal.SIGKILL)
         self.log.close()
+
+    def signal(self, sig):
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:  # already gone (it failed to start)
+            pass
 
     def api_or_empty(self, path):
         try:
