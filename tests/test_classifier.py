@@ -485,3 +485,16 @@ def test_a_saved_classifier_keeps_its_temperatures(tmp_path):
     again = load_classifier(save_classifier(classifier_path(path), model, path))
     assert again.temperatures == model.temperatures
     assert again.predict("great") == pytest.approx(model.predict("great"))
+
+
+def test_predict_probs_pairs_rows_with_their_reviews_under_a_shuffling_loader(tmp_path):
+    model = classifier_from_lm(saved_lm_encoder(tmp_path)[0]).eval()
+    reviews = random_reviews(24, seed=5, high=40)
+    data = ClassificationDataset([np.clip(r, 4, 14) for r in reviews], np.arange(24) % 2)
+    shuffled = classification_loader(data, 4, model.vocab.pad_id, train=True, seed=3, bucket=2)
+    probs, targets, index = predict_probs(model, shuffled)
+    assert sorted(index.tolist()) == list(range(24))
+    assert torch.equal(targets, torch.as_tensor(data.labels[index]))
+    with torch.no_grad():
+        alone = torch.cat([model(torch.as_tensor(data.ids[i])[None]).softmax(-1) for i in index])
+    assert torch.allclose(probs, alone, atol=1e-5)

@@ -462,14 +462,17 @@ def classifier_run(lm_file, data: ClassifierData, pretrained: bool, seed: int, l
 
 
 def predict_logits(model: TextClassifier, dl) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """(class scores, targets, dataset index of each row) over a loader of `(tokens, labels)` batches,
-    in eval mode."""
-    logits, targets = [], []
+    """(class scores, targets, dataset index of each row) over the batches of a loader of `(tokens,
+    labels)`, in eval mode. The batches are drawn once from `dl.batch_sampler` and collated here, so
+    each row's index is the one it was computed from, whatever order the sampler gives."""
+    logits, targets, index = [], [], []
     with eval_mode(model):
-        for tokens, y in dl:
+        for batch in dl.batch_sampler:
+            tokens, y = dl.collate_fn([dl.dataset[i] for i in batch])
             logits.append(model(tokens).float())
             targets.append(y)
-    return torch.cat(logits), torch.cat(targets), np.concatenate(list(dl.batch_sampler))
+            index.extend(batch)
+    return torch.cat(logits), torch.cat(targets), np.asarray(index, dtype=np.int64)
 
 
 def predict_probs(model: TextClassifier, dl) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
