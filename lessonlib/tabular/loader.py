@@ -11,8 +11,6 @@ class TensorLoader:
 
     Each epoch draws a fresh permutation from `generator` (seed it for reproducible runs)."""
 
-    sampler = batch_sampler = None  # what a torch DataLoader has and the Learner looks for
-
     def __init__(self, cats: torch.Tensor, conts: torch.Tensor, y: torch.Tensor, batch_size: int = 512,
                  shuffle: bool = False, generator: torch.Generator | None = None, drop_last: bool = False):
         n = len(y)
@@ -27,10 +25,6 @@ class TensorLoader:
     def __len__(self) -> int:
         n = len(self.y)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
-
-    @property
-    def n_rows(self) -> int:
-        return len(self.y)
 
     def __iter__(self):
         n, bs = len(self.y), self.batch_size

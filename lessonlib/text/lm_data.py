@@ -7,8 +7,8 @@ carry its hidden state from one batch to the next. Chunk boundaries are jittered
 `bptt` (the number of batches stays fixed, so `len()` is exact).
 
 Under `torchrun`, give `rank` and `world_size`: the stream is cut into `bs * world_size` rows and each
-process reads its own `bs` of them (same seed everywhere, so the same shuffle); `sharded` tells the
-Learner not to wrap it in a DistributedSampler.
+process reads its own `bs` of them (same seed everywhere, so the same shuffle). Not being a torch
+DataLoader, it is used as given under DDP (`lessonlib.distributed.shard_train`).
 """
 
 import numpy as np
@@ -30,7 +30,7 @@ class LMLoader:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
         self.docs, self.bs, self.bptt, self.shuffle, self.jitter = docs, bs, bptt, shuffle, jitter
-        self.rank, self.world_size, self.sharded = rank, world_size, world_size > 1
+        self.rank, self.world_size = rank, world_size
         self.n_rows = bs * world_size
         self.n_tokens = int(sum(len(d) for d in docs))
         self.row_len = (self.n_tokens - 1) // self.n_rows  # columns of inputs per row
