@@ -44,17 +44,12 @@ def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
     return float(log_t.detach().exp().clamp(*T_RANGE))
 
 
-def confidence_and_correct(probs, targets) -> tuple[np.ndarray, np.ndarray]:
-    """Each answer's confidence (the chosen class's probability) and whether it was right."""
-    probs, targets = np.asarray(probs, dtype=np.float64), np.asarray(targets)
-    return probs.max(1), probs.argmax(1) == targets
-
-
 def reliability(probs, targets, n_bins: int = 10) -> pd.DataFrame:
     """One row per non-empty confidence bin (equal widths over [1/n_classes, 1]): the answers in it
     (`count`), their mean `confidence` and their `accuracy`: the reliability diagram's points."""
-    conf, correct = confidence_and_correct(probs, targets)
-    lowest = 1 / np.asarray(probs).shape[1]
+    probs = np.asarray(probs, dtype=np.float64)
+    conf, correct = probs.max(1), probs.argmax(1) == np.asarray(targets)  # the chosen class's probability
+    lowest = 1 / probs.shape[1]
     edges = np.linspace(lowest, 1, n_bins + 1)
     bins = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
     table = pd.DataFrame({"bin": bins, "confidence": conf, "accuracy": correct.astype(float)})

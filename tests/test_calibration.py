@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from lessonlib.calibration import expected_calibration_error, fit_temperature, reliability
+from lessonlib.calibration import LengthTemperatures, expected_calibration_error, fit_temperature, reliability
 
 
 def calibrated_logits(n=4000, seed=0):
@@ -48,8 +48,6 @@ def test_reliability_bins_hold_every_answer_with_its_accuracy():
 
 
 def test_length_temperatures_take_the_longest_fitted_length_not_above():
-    from lessonlib.calibration import LengthTemperatures
-
     temps = LengthTemperatures((2, 5, 100), (8.0, 3.0, 1.5))
     assert [temps.at(n) for n in (1, 2, 4, 5, 99, 100, 10_000)] == [8.0, 8.0, 8.0, 3.0, 3.0, 1.5, 1.5]
     with pytest.raises(ValueError, match="increase"):

@@ -27,8 +27,12 @@ def windows(dataset: ClassificationDataset, length: int, per_review: int, seed: 
     rng = np.random.default_rng(seed)
     ids, labels = [], []
     for review, label in zip(dataset.ids, dataset.labels, strict=True):
-        for _ in range(per_review if len(review) > length else 1):
-            start = rng.integers(1, len(review) - length + 2) if len(review) > length else 1
+        if len(review) <= length:
+            ids.append(review)
+            labels.append(label)
+            continue
+        for _ in range(per_review):
+            start = rng.integers(1, len(review) - length + 2)
             ids.append(np.concatenate([review[:1], review[start:start + length - 1]]))
             labels.append(label)
     return ClassificationDataset(ids, labels)
@@ -40,13 +44,12 @@ def fit_length_temperatures(model, dataset: ClassificationDataset, pad_idx: int,
     """A temperature for windows of each of `lengths` tokens of the (validation) reviews in `dataset`,
     and one for the whole reviews at their median length (beyond the longest window). Only the
     validation reviews are read: the test reviews stay for measuring the result."""
-    fitted = {}
-    for k, n in enumerate(lengths):
-        part = windows(dataset, n, per_review, seed + k)
-        logits, targets, _ = predict_logits(model, classification_loader(part, bs, pad_idx, train=False))
-        fitted[n] = fit_temperature(logits, targets)
+    parts = {n: windows(dataset, n, per_review, seed + k) for k, n in enumerate(lengths)}
     whole = int(np.median(dataset.lengths))
     if whole > max(lengths):
-        logits, targets, _ = predict_logits(model, classification_loader(dataset, bs, pad_idx, train=False))
-        fitted[whole] = fit_temperature(logits, targets)
+        parts[whole] = dataset
+    fitted = {}
+    for n, part in parts.items():
+        logits, targets, _ = predict_logits(model, classification_loader(part, bs, pad_idx, train=False))
+        fitted[n] = fit_temperature(logits, targets)
     return LengthTemperatures(tuple(fitted), tuple(fitted.values()))
