@@ -20,6 +20,7 @@ from lessonlib.text.classifier import (
     classifier_run,
     concat_pool,
     discriminative_lrs,
+    fine_tuning,
     gradual_unfreezing,
     imdb_classifier_data,
     pad_collate,
@@ -310,6 +311,18 @@ def test_gradual_unfreezing_trains_the_head_then_more_then_all(tmp_path):
     assert changed == [[False, False, False, True], [False, False, True, True], [True, True, True, True]]
 
 
+def test_fine_tuning_recipes_share_the_epochs_and_name_their_schedule():
+    assert fine_tuning("every layer", 1e-2, 6) == {"factor": 1.0, "stages": None}
+    ulmfit = fine_tuning("ULMFiT", 1e-2, 6)
+    lrs, epochs = ulmfit["stages"]
+    assert ulmfit["factor"] == 2.6 and sum(epochs) == 6 and epochs[:2] == (1, 1)
+    assert lrs == pytest.approx((1e-2, 5e-3, 2.5e-3))  # each stage's head LR lower than the last
+    with pytest.raises(ValueError, match="at least 3 epochs"):
+        fine_tuning("ULMFiT", 1e-2, 2)
+    with pytest.raises(ValueError, match="choose one of"):
+        fine_tuning("ulmfit", 1e-2, 6)
+
+
 def toy_data(n=16, seed=0, valid=True):
     rng = np.random.default_rng(seed)
     ds = ClassificationDataset([np.r_[2, rng.integers(7, 16, size=rng.integers(3, 9))] for _ in range(n)],
@@ -328,9 +341,12 @@ def test_train_classifier_validates_on_the_valid_split_and_never_reads_test(tmp_
     learn = train_classifier(path, toy_data(valid=False), **quick)
     assert learn.valid_dl is None and len(learn.history) == 1
     assert train_classifier(path, toy_data(), validate=False, **quick).valid_dl is None
-    staged = train_classifier(path, toy_data(), pretrained=True, seed=0, stages=((1e-2,) * 3, (1, 1, 0)),
+    staged = train_classifier(path, toy_data(), pretrained=True, seed=0, stages=((1e-2,) * 3, (1, 2, 0)),
                               bs=8, show=False, bptt=4)
-    assert len(staged.history) == 1  # the history of the last stage run
+    # every stage's epochs, numbered on, each with its stage
+    assert staged.history["epoch"].tolist() == [0, 1, 2]
+    assert staged.history["stage"].tolist() == [STAGES[0], STAGES[1], STAGES[1]]
+    assert staged.history["acc"].notna().all()
 
 
 def test_train_classifier_starts_from_the_lm_or_from_scratch(tmp_path):
@@ -436,6 +452,8 @@ def test_classifier_run_returns_history_one_test_score_and_weights_on_request(tm
     assert sorted(index.tolist()) == list(range(len(data.test)))
     assert torch.equal(targets, torch.as_tensor(data.test.labels[index]))
     assert "weights" not in classifier_run(path, data, pretrained=False, seed=0, lr=1e-2, epochs=1, bs=8)
+    staged = classifier_run(path, data, pretrained=True, seed=0, lr=1e-2, epochs=3, recipe="ULMFiT", bs=8)
+    assert len(staged["history"]) == 3 and staged["history"]["stage"].tolist() == list(STAGES)
 
 
 def test_a_saved_classifier_moves_with_its_lm(tmp_path):
