@@ -28,7 +28,8 @@ import torch  # noqa: E402
 
 from lessonlib import distributed as ddp  # noqa: E402
 from lessonlib.callbacks import Callback  # noqa: E402
-from lessonlib.text.classifier import ClassificationDataset, imdb_classifier_data, train_classifier  # noqa: E402
+from lessonlib.text.classifier_data import ClassificationDataset, imdb_classifier_data  # noqa: E402
+from lessonlib.text.fine_tune import train_classifier  # noqa: E402
 from lessonlib.text.lm import imdb_language_model  # noqa: E402
 
 

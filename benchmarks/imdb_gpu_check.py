@@ -102,7 +102,8 @@ def run(args, work: Path) -> None:
     """The time-boxed pipeline; `work` holds the saved encoders."""
     from lessonlib.core import seed_everything
     from lessonlib.text.awd_lstm import save_encoder
-    from lessonlib.text.classifier import ClassificationDataset, ClassifierData, train_classifier
+    from lessonlib.text.classifier_data import ClassificationDataset, ClassifierData
+    from lessonlib.text.fine_tune import train_classifier
 
     start = time.perf_counter()
     deadline = start + args.minutes * 60
@@ -196,7 +197,8 @@ def measure_rates(args, cfg, preset, vocab, lm_train, lm_valid, clf, work):
     """(amp, rates): LM training tokens/s at the recipe's bs and at `cfg`'s (bf16 autocast, or fp32 if
     that fails), and the classifier's training (all layers) and evaluation tokens/s."""
     from lessonlib.text.awd_lstm import save_encoder
-    from lessonlib.text.classifier import ClassifierData, train_classifier
+    from lessonlib.text.classifier_data import ClassifierData
+    from lessonlib.text.fine_tune import train_classifier
     from lessonlib.text.lm import build_lm
 
     lm_rates, amp = {}, None

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from test_data_cache import make_archive, tree
 
-from lessonlib.data import datasets
+from lessonlib.data import datasets, read_review
 from lessonlib.data.cache import CACHE_ENV, MARKER, MIRROR_ENV, DataError, mirror_dirs
 from lessonlib.data.datasets import (
     IMDB,
@@ -252,3 +252,11 @@ def test_imdb_reviews_names_a_file_that_is_not_utf8(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "imdb", lambda size: tmp_path / "aclImdb")
     with pytest.raises(ValueError, match=r"0_9\.txt is not valid UTF-8"):
         datasets.imdb_reviews("sample", "train")
+
+
+def test_read_review_rejects_non_utf8_bytes_clearly(tmp_path):
+    path = tmp_path / "0_1.txt"
+    path.write_bytes("Great film \u2014 truly ".encode() + b"\xff\xfe bad bytes")
+    with pytest.raises(ValueError, match=r"not valid UTF-8 \(byte 21"):
+        read_review(path)
+    assert read_review(path, errors="replace").endswith("\ufffd\ufffd bad bytes")

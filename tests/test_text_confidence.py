@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from lessonlib.text.classifier import ClassificationDataset
+from lessonlib.text.classifier_data import ClassificationDataset
 from lessonlib.text.confidence import WINDOW_LENGTHS, fit_length_temperatures, windows
 
 BOS, PAD, GOOD, BAD = 2, 1, 5, 6

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from lessonlib.text.tokenize import PAD, SPECIAL_TOKENS, UNK
+from lessonlib.text.tokenize import PAD, SPECIAL_TOKENS, UNK, tokenize
 from lessonlib.text.vocab import Vocab
 
 
@@ -42,3 +42,8 @@ def test_bad_vocabularies():
         Vocab(SPECIAL_TOKENS + ["a", "a"])
     with pytest.raises(ValueError, match="min_freq"):
         Vocab.build(docs(), min_freq=0)
+
+
+def test_a_text_of_unknown_words_is_xxbos_then_xxunk():
+    ids = Vocab(SPECIAL_TOKENS + ["the"]).numericalize(tokenize("zzyzx qwertyuiop"))
+    assert Vocab(SPECIAL_TOKENS + ["the"]).textify(ids) == ["xxbos", "xxunk", "xxunk"]

@@ -14,7 +14,8 @@ The winning class never changes, only how sure the model says it is.
 import numpy as np
 
 from lessonlib.calibration import LengthTemperatures, fit_temperature
-from lessonlib.text.classifier import ClassificationDataset, classification_loader, predict_logits
+from lessonlib.text.classifier import predict_logits
+from lessonlib.text.classifier_data import ClassificationDataset, classification_loader
 
 WINDOW_LENGTHS = (2, 3, 5, 9, 17, 33, 65)  # tokens read, xxbos included
 

@@ -1,0 +1,134 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from test_classifier import saved_lm_encoder
+from test_classifier_data import toy_data
+
+from lessonlib.learner import Learner, accuracy
+from lessonlib.text.classifier import (
+    classifier_from_lm,
+    predict_probs,
+)
+from lessonlib.text.classifier_data import (
+    ClassificationDataset,
+    classification_loader,
+)
+from lessonlib.text.fine_tune import (
+    STAGES,
+    classifier_run,
+    discriminative_lrs,
+    fine_tuning,
+    gradual_unfreezing,
+    train_classifier,
+)
+
+PAD = 1
+
+
+
+
+def test_discriminative_lrs_divide_by_2_6_per_group():
+    assert discriminative_lrs(1.0, 3) == pytest.approx([1 / 2.6**2, 1 / 2.6, 1.0])
+
+
+def test_gradual_unfreezing_trains_the_head_then_more_then_all(tmp_path):
+    path, _ = saved_lm_encoder(tmp_path)
+    model = classifier_from_lm(path, bptt=4)
+    rng = np.random.default_rng(0)
+    ids = [np.r_[2, rng.integers(7, 16, size=rng.integers(3, 12))] for _ in range(24)]
+    ds = ClassificationDataset(ids, np.arange(24) % 2)
+    dl = classification_loader(ds, bs=8, pad_idx=model.vocab.pad_id, train=True)
+    learn = Learner(model, dl, classification_loader(ds, 8, model.vocab.pad_id, train=False),
+                    F.cross_entropy, metrics={"acc": accuracy}, clip=0.25, device="cpu")
+    groups = model.layer_groups()
+    before = [[p.detach().clone() for p in g.parameters()] for g in groups]
+    changed = []
+    for epochs in [(1, 0, 0), (0, 1, 0), (0, 0, 1)]:
+        histories = gradual_unfreezing(learn, lrs=(1e-2, 1e-2, 1e-2), epochs=epochs, show=False)
+        assert [name for name, _ in histories] == [STAGES[epochs.index(1)]]
+        assert len(histories[0][1]) == 1  # one epoch
+        changed.append([not all(torch.equal(a, b) for a, b in zip(old, g.parameters(), strict=True))
+                        for old, g in zip(before, groups, strict=True)])
+        before = [[p.detach().clone() for p in g.parameters()] for g in groups]
+    assert changed == [[False, False, False, True], [False, False, True, True], [True, True, True, True]]
+
+
+def test_fine_tuning_recipes_share_the_epochs_and_name_their_schedule():
+    assert fine_tuning("every layer", 1e-2, 6) == {"factor": 1.0, "stages": None}
+    ulmfit = fine_tuning("ULMFiT", 1e-2, 6)
+    lrs, epochs = ulmfit["stages"]
+    assert ulmfit["factor"] == 2.6 and sum(epochs) == 6 and epochs[:2] == (1, 1)
+    assert lrs == pytest.approx((1e-2, 5e-3, 2.5e-3))  # each stage's head LR lower than the last
+    with pytest.raises(ValueError, match="at least 3 epochs"):
+        fine_tuning("ULMFiT", 1e-2, 2)
+    with pytest.raises(ValueError, match="choose one of"):
+        fine_tuning("ulmfit", 1e-2, 6)
+
+
+def test_train_classifier_validates_on_the_valid_split_and_never_reads_test(tmp_path):
+    path, _ = saved_lm_encoder(tmp_path)
+    data = toy_data()
+    data.test = None  # any use of the test set would fail
+    learn = train_classifier(path, data, pretrained=True, seed=0, epochs=2, bs=8, show=False, bptt=4)
+    assert len(learn.history) == 2 and learn.history["acc"].notna().all()
+    assert learn.history["acc"].iloc[-1] == pytest.approx(learn.evaluate()["acc"])
+    quick = dict(pretrained=False, seed=0, epochs=1, bs=8, show=False)
+    learn = train_classifier(path, toy_data(valid=False), **quick)
+    assert learn.valid_dl is None and len(learn.history) == 1
+    assert train_classifier(path, toy_data(), validate=False, **quick).valid_dl is None
+    staged = train_classifier(path, toy_data(), pretrained=True, seed=0, stages=((1e-2,) * 3, (1, 2, 0)),
+                              bs=8, show=False, bptt=4)
+    # every stage's epochs, numbered on, each with its stage
+    assert staged.history["epoch"].tolist() == [0, 1, 2]
+    assert staged.history["stage"].tolist() == [STAGES[0], STAGES[1], STAGES[1]]
+    assert staged.history["acc"].notna().all()
+
+
+def test_train_classifier_starts_from_the_lm_or_from_scratch(tmp_path):
+    path, enc = saved_lm_encoder(tmp_path)
+    seen = {}
+
+    class FirstWeights:
+        def before_fit(self, learn):
+            seen[len(seen)] = learn.model.encoder.embedding.weight.detach().clone()
+
+    for pretrained in (True, False):
+        train_classifier(path, toy_data(), pretrained=pretrained, seed=0, epochs=1, bs=8, show=False,
+                         callbacks=[FirstWeights()])
+    assert torch.equal(seen[0], enc.embedding.weight) and not torch.equal(seen[1], enc.embedding.weight)
+
+
+@pytest.mark.parametrize("factor", [1.0, 2.6])
+def test_train_classifier_passes_the_lr_factor_to_every_layer_group(tmp_path, factor):
+    path, _ = saved_lm_encoder(tmp_path)
+    peaks = []
+
+    class PeakLRs:  # records each parameter group's highest LR during the run
+        def after_loss(self, learn):
+            lrs = [g["lr"] for g in learn.opt.param_groups]
+            peaks[:] = lrs if not peaks else [max(a, b) for a, b in zip(peaks, lrs, strict=True)]
+
+    train_classifier(path, toy_data(8), pretrained=True, seed=0, lr=1e-2, epochs=3, bs=4, show=False, bptt=4,
+                     factor=factor, callbacks=[PeakLRs()])
+    ratios = [b / a for a, b in zip(peaks[:-1], peaks[1:], strict=True)]
+    assert peaks[-1] == pytest.approx(1e-2, rel=0.05)
+    assert ratios == pytest.approx([factor] * len(ratios), rel=1e-6)
+
+
+def test_classifier_run_returns_history_one_test_score_and_weights_on_request(tmp_path):
+    path, _ = saved_lm_encoder(tmp_path)
+    data = toy_data()
+    run = classifier_run(path, data, pretrained=True, seed=0, lr=1e-2, epochs=2, bs=8, keep_weights=True)
+    assert len(run["history"]) == 2 and run["history"]["acc"].notna().all()
+    model = classifier_from_lm(path, pretrained=False)
+    model.load_state_dict(run["weights"])
+    probs, targets, index = predict_probs(model, data.test_loader(bs=4))
+    # the run scored in bf16 where the CPU has it, predict_probs in fp32: one review may flip
+    assert run["test_acc"] == pytest.approx((probs.argmax(1) == targets).float().mean().item(), abs=1.01 / 16)
+    assert torch.allclose(probs.sum(1), torch.ones(len(probs)))
+    assert sorted(index.tolist()) == list(range(len(data.test)))
+    assert torch.equal(targets, torch.as_tensor(data.test.labels[index]))
+    assert "weights" not in classifier_run(path, data, pretrained=False, seed=0, lr=1e-2, epochs=1, bs=8)
+    staged = classifier_run(path, data, pretrained=True, seed=0, lr=1e-2, epochs=3, recipe="ULMFiT", bs=8)
+    assert len(staged["history"]) == 3 and staged["history"]["stage"].tolist() == list(STAGES)
