@@ -108,7 +108,7 @@ def main():
 
     lm_file = args.lm_file or imdb_language_model(args.size, show=main_proc)
     cfg = torch.load(lm_file, map_location="cpu", weights_only=True)["config"]
-    from lessonlib.text.awd_lstm import load_encoder
+    from lessonlib.text.saved import load_encoder
 
     _, vocab = load_encoder(lm_file)
     t = time.perf_counter()

@@ -101,9 +101,9 @@ def fit_lm(docs, valid_docs, vocab, cfg, epochs, seed, amp, callbacks=()):
 def run(args, work: Path) -> None:
     """The time-boxed pipeline; `work` holds the saved encoders."""
     from lessonlib.core import seed_everything
-    from lessonlib.text.awd_lstm import save_encoder
     from lessonlib.text.classifier_data import ClassificationDataset, ClassifierData
     from lessonlib.text.fine_tune import train_classifier
+    from lessonlib.text.saved import save_encoder
 
     start = time.perf_counter()
     deadline = start + args.minutes * 60
@@ -196,10 +196,10 @@ def run(args, work: Path) -> None:
 def measure_rates(args, cfg, preset, vocab, lm_train, lm_valid, clf, work):
     """(amp, rates): LM training tokens/s at the recipe's bs and at `cfg`'s (bf16 autocast, or fp32 if
     that fails), and the classifier's training (all layers) and evaluation tokens/s."""
-    from lessonlib.text.awd_lstm import save_encoder
     from lessonlib.text.classifier_data import ClassifierData
     from lessonlib.text.fine_tune import train_classifier
     from lessonlib.text.lm import build_lm
+    from lessonlib.text.saved import save_encoder
 
     lm_rates, amp = {}, None
     for bs in dict.fromkeys((preset.bs, cfg.bs)):

@@ -18,10 +18,10 @@ os.environ.setdefault("LESSONLIB_PROGRESS", "0")
 import torch  # noqa: E402
 
 from lessonlib.parallel import run_parallel  # noqa: E402
-from lessonlib.text.awd_lstm import load_encoder  # noqa: E402
 from lessonlib.text.classifier_data import imdb_classifier_data  # noqa: E402
 from lessonlib.text.fine_tune import classifier_run  # noqa: E402
 from lessonlib.text.lm import imdb_language_model  # noqa: E402
+from lessonlib.text.saved import load_encoder  # noqa: E402
 
 
 def main() -> None:

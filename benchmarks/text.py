@@ -28,7 +28,7 @@ import torch
 from gemm import describe, gemm_peaks, sync
 from step_profile import step_profile
 
-from lessonlib.text.awd_lstm import ar_tar_penalty
+from lessonlib.text.lm_callbacks import ar_tar_penalty
 
 VARIANTS = ("fp32", "bf16", "adaptive", "adaptive+bf16", "fp32-native-lstm")
 

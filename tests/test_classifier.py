@@ -3,7 +3,7 @@ import pytest
 import torch
 from test_classifier_data import random_reviews, small_vocab
 
-from lessonlib.text.awd_lstm import AWDLSTM, save_encoder
+from lessonlib.text.awd_lstm import AWDLSTM
 from lessonlib.text.classifier import (
     ChunkedEncoder,
     PoolingHead,
@@ -17,6 +17,7 @@ from lessonlib.text.classifier_data import (
     ClassificationDataset,
     classification_loader,
 )
+from lessonlib.text.saved import save_encoder
 
 PAD = 1
 

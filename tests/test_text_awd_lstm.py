@@ -1,29 +1,19 @@
-import math
 
 import numpy as np
 import pytest
 import torch
 
-from lessonlib.learner import Learner
 from lessonlib.text.awd_lstm import (
     AWDLSTM,
     EmbeddingDropout,
     LockedDropout,
-    ResetState,
-    RNNRegularizer,
     WeightDropLSTM,
     awd_lstm_lm,
-    lm_loss,
-    load_encoder,
-    load_language_model,
     plain_lstm_lm,
-    save_encoder,
 )
-from lessonlib.text.lm_data import LMLoader
-from lessonlib.text.tokenize import SPECIAL_TOKENS
-from lessonlib.text.vocab import Vocab
 
 V = 30
+
 
 
 def test_weight_drop_lstm_matches_nn_lstm_without_dropout():
@@ -122,77 +112,6 @@ def test_adaptive_decoder_gives_normalised_log_probs():
     assert torch.allclose(lm.decoder.loss(lm(x), y), nll, atol=1e-5)
 
 
-def test_ar_tar_add_to_training_loss_only():
-    lm = awd_lstm_lm(V, 6, 10, 2)
-    x = torch.randint(0, V, (2, 5))
-    lm(x)
-
-    class Fake:
-        model, training, loss = lm, True, torch.tensor(1.0)
-
-    h = lm.encoder.last_output
-    expected = 1.0 + 2.0 * lm.decoder.last_input.pow(2).mean() + 0.5 * (h[:, 1:] - h[:, :-1]).pow(2).mean()
-    RNNRegularizer(2.0, 0.5).after_loss(Fake)
-    assert torch.allclose(Fake.loss, expected)
-    Fake.training, Fake.loss = False, torch.tensor(1.0)
-    RNNRegularizer(2.0, 0.5).after_loss(Fake)
-    assert Fake.loss == 1.0  # validation losses stay comparable across models
-
-
-def test_training_through_learner_lowers_loss_on_a_repeated_text():
-    torch.manual_seed(0)
-    docs = [torch.arange(10, 25).numpy()] * 40  # a deterministic pattern an LSTM can learn
-    train = LMLoader(docs, bs=4, bptt=10, shuffle=True, jitter=2)
-    valid = LMLoader(docs[:8], bs=4, bptt=10)
-    lm = awd_lstm_lm(V, 16, 32, 2, drop_mult=0.1)
-    learn = Learner(lm, train, valid, lm_loss, clip=0.5, callbacks=[ResetState(), RNNRegularizer()],
-                    device="cpu")
-    assert learn.evaluate()["loss"] > math.log(15)
-    learn.fit(4, 3e-2, show=False)
-    # below log(15), the loss of the best guess that ignores context (15 equally frequent tokens)
-    assert learn.history["valid_loss"].iloc[-1] < math.log(15) - 0.2
-
-
-def test_save_and_load_encoder(tmp_path):
-    vocab = Vocab(SPECIAL_TOKENS + [f"w{i}" for i in range(V - len(SPECIAL_TOKENS))])
-    enc = AWDLSTM(V, 6, 10, 2).eval()
-    path = save_encoder(tmp_path / "m" / "enc.pt", enc, vocab)
-    enc2, vocab2 = load_encoder(path, drop_mult=0.5)
-    assert vocab2.itos == vocab.itos and enc2.config.drop_mult == 0.5
-    x = torch.randint(0, V, (2, 4))
-    assert torch.allclose(enc(x), enc2.eval()(x))
-    assert not list((tmp_path / "m").glob("*.tmp"))
-    with pytest.raises(FileNotFoundError, match="notebooks/04"):
-        load_encoder(tmp_path / "none.pt")
-
-
-def test_save_with_decoder_rebuilds_the_language_model(tmp_path):
-    vocab = Vocab(SPECIAL_TOKENS + [f"w{i}" for i in range(V - len(SPECIAL_TOKENS))])
-    lm = awd_lstm_lm(V, 6, 10, 2)
-    with torch.no_grad():
-        lm.decoder.linear.bias.normal_()
-    lm.eval()
-    path = save_encoder(tmp_path / "lm.pt", lm.encoder, vocab, lm.decoder)
-    lm2, _ = load_language_model(path)
-    x = torch.randint(0, V, (2, 5))
-    lm.reset()
-    assert torch.allclose(lm.log_probs(x), lm2.log_probs(x), atol=1e-6)
-    assert lm2.decoder.linear.weight is lm2.encoder.embedding.weight
-    with pytest.raises(ValueError, match="encoder only"):
-        load_language_model(save_encoder(tmp_path / "enc.pt", lm.encoder, vocab))
-
-
-def test_save_with_adaptive_decoder_rebuilds_the_language_model(tmp_path):
-    vocab = Vocab(SPECIAL_TOKENS + [f"w{i}" for i in range(V - len(SPECIAL_TOKENS))])
-    lm = awd_lstm_lm(V, 6, 10, 2, adaptive_cutoffs=(10,)).eval()
-    path = save_encoder(tmp_path / "lm.pt", lm.encoder, vocab, lm.decoder)
-    lm2, _ = load_language_model(path)
-    x = torch.randint(0, V, (2, 5))
-    lm.reset()
-    assert torch.allclose(lm.log_probs(x), lm2.log_probs(x), atol=1e-6)
-    assert not lm2.training
-
-
 @pytest.mark.parametrize("cutoffs", [None, (10, 20)])
 def test_init_bias_makes_the_untrained_model_predict_unigram_frequencies(cutoffs):
     counts = np.arange(V)[::-1] * 10
@@ -207,13 +126,3 @@ def test_init_bias_makes_the_untrained_model_predict_unigram_frequencies(cutoffs
     else:  # frequent tokens exactly; each rarer cluster gets its share as a whole
         assert torch.allclose(probs[:10], expected[:10], rtol=0.01)
         assert float(probs[10:20].sum()) == pytest.approx(float(expected[10:20].sum()), rel=0.01)
-
-
-def test_a_truncated_encoder_file_names_itself_and_notebook_04(tmp_path):
-    from lessonlib.text.saved import SavedModelError
-
-    vocab = Vocab(SPECIAL_TOKENS + [f"w{i}" for i in range(V - len(SPECIAL_TOKENS))])
-    path = save_encoder(tmp_path / "enc.pt", AWDLSTM(V, 6, 10, 2), vocab)
-    path.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(SavedModelError, match=r"enc.pt is not a readable saved LM encoder.*04_imdb"):
-        load_encoder(path)

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from lessonlib.text import lm
-from lessonlib.text.awd_lstm import AWDLSTM, save_encoder
-from lessonlib.text.saved import SavedModelError
+from lessonlib.text.awd_lstm import AWDLSTM
+from lessonlib.text.saved import SavedModelError, save_encoder
 from lessonlib.text.tokenize import SPECIAL_TOKENS
 from lessonlib.text.vocab import Vocab
 

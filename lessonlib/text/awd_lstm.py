@@ -7,21 +7,15 @@
 - `LinearDecoder`: output dropout (`output_p`) then a linear layer tied to the embedding.
 - `AdaptiveDecoder`: the same with an adaptive softmax (Grave et al. 2017) instead of the full one.
 - `LanguageModel(encoder, decoder)`, `awd_lstm_lm(...)`, `plain_lstm_lm(...)` (no AWD regularisation).
-- `RNNRegularizer` (AR/TAR, an `after_loss` callback) and `ResetState` (a `before_epoch` callback).
+Training callbacks (AR/TAR, state reset) live in `lm_callbacks.py`; saving and loading in `saved.py`.
 """
 
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from lessonlib.callbacks import Callback
-from lessonlib.core import atomic_write
-from lessonlib.text.saved import read_saved
-from lessonlib.text.vocab import Vocab
 
 # the lesson's dropouts (fast.ai 2018 lesson 4: [0.25, 0.1, 0.2, 0.02, 0.15] * drop_mult)
 AWD_DROPOUTS = {"input_p": 0.25, "output_p": 0.1, "weight_p": 0.2, "embed_p": 0.02, "hidden_p": 0.15}
@@ -304,97 +298,3 @@ def plain_lstm_lm(vocab_size: int, emb_size: int = 400, n_hid: int = 1152, n_lay
     """The same model with every dropout off (train it without AR/TAR): the comparison point."""
     return awd_lstm_lm(vocab_size, emb_size, n_hid, n_layers, drop_mult=0.0, pad_id=pad_id,
                        adaptive_cutoffs=adaptive_cutoffs)
-
-
-def ar_tar_penalty(model: nn.Module, alpha: float, beta: float) -> torch.Tensor:
-    """Activation regularisation `alpha * mean(dropped_out^2)` plus temporal activation regularisation
-    `beta * mean((h_t - h_{t-1})^2)` on the last layer of the LM's last forward pass (`model.decoder`'s
-    dropped-out input, `model.encoder`'s raw output), in fp32."""
-    penalty = torch.zeros(())
-    if alpha:
-        penalty = penalty + alpha * model.decoder.last_input.float().pow(2).mean()
-    if beta:
-        h = model.encoder.last_output.float()
-        penalty = penalty + beta * (h[:, 1:] - h[:, :-1]).pow(2).mean()
-    return penalty
-
-
-class RNNRegularizer(Callback):
-    """Adds `ar_tar_penalty` to the training loss (`after_loss`)."""
-
-    def __init__(self, alpha: float = 2.0, beta: float = 1.0):
-        self.alpha, self.beta = alpha, beta
-
-    def after_loss(self, learn):
-        if learn.training and (self.alpha or self.beta):
-            learn.loss = learn.loss + ar_tar_penalty(learn.model, self.alpha, self.beta)
-
-
-class ResetState(Callback):
-    """Clear the hidden state at the start of every epoch (`before_epoch`)."""
-
-    def before_epoch(self, learn):
-        learn.model.reset()
-
-
-def save_encoder(path, encoder: AWDLSTM, vocab, decoder: nn.Module | None = None) -> Path:
-    """Write the encoder's config and weights and the vocabulary to one file, atomically. With the
-    `decoder`, its weights are kept too (a tied decoder's bias only; an adaptive softmax whole), so
-    `load_language_model` can rebuild the whole LM."""
-    path = Path(path)
-    state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
-    extra = {}
-    if isinstance(decoder, LinearDecoder):
-        extra = {"decoder_bias": decoder.linear.bias.detach().cpu()}
-    elif isinstance(decoder, AdaptiveDecoder):
-        weights = {k: v.detach().cpu() for k, v in decoder.state_dict().items()}
-        extra = {"adaptive_decoder": {"cutoffs": decoder.asm.cutoffs[:-1], "div_value": decoder.asm.div_value,
-                                      "state_dict": weights}}
-    elif decoder is not None:
-        raise TypeError(f"cannot save a {type(decoder).__name__}: expected LinearDecoder or AdaptiveDecoder")
-    with atomic_write(path) as f:
-        torch.save({"format": "lessonlib-awd-lstm-encoder/1", "config": asdict(encoder.config),
-                    "state_dict": state, "itos": vocab.itos, "counts": vocab.counts, **extra}, f)
-    return path
-
-
-LM_REMEDY = ("run notebooks/04_imdb_language_model.ipynb (or lessonlib.text.lm.imdb_language_model()) "
-             "to train and save it again")
-
-
-def read_lm_file(path) -> dict:
-    """What `save_encoder` wrote at `path`, with a clear error for a missing, broken or foreign file."""
-    return read_saved(path, ("config", "state_dict", "itos"), "saved LM encoder", LM_REMEDY)
-
-
-def load_encoder(path, **overrides):
-    """(encoder, vocab) from a file written by `save_encoder`; `overrides` change config entries such
-    as dropouts (e.g. `drop_mult=0.5` for a classifier)."""
-    return encoder_from_blob(read_lm_file(path), **overrides)
-
-
-def encoder_from_blob(blob: dict, **overrides):
-    """(encoder, vocab) rebuilt from what `read_lm_file` returned."""
-    encoder = AWDLSTM.from_config(AWDConfig(**blob["config"]), **overrides)
-    encoder.load_state_dict(blob["state_dict"])
-    return encoder, Vocab(blob["itos"], blob.get("counts"))
-
-
-def load_language_model(path) -> tuple[LanguageModel, Vocab]:
-    """(language model, vocab) in eval mode from a file `save_encoder` wrote with its decoder: for
-    generating text."""
-    blob = read_lm_file(path)  # read once: the encoder and the decoder come from the same file
-    encoder, vocab = encoder_from_blob(blob)
-    emb_size, vocab_size = encoder.config.emb_size, encoder.config.vocab_size
-    if "decoder_bias" in blob:
-        decoder = LinearDecoder(emb_size, vocab_size, 0.0, tie_to=encoder.embedding.weight)
-        with torch.no_grad():
-            decoder.linear.bias.copy_(blob["decoder_bias"])
-    elif "adaptive_decoder" in blob:
-        spec = blob["adaptive_decoder"]
-        decoder = AdaptiveDecoder(emb_size, vocab_size, spec["cutoffs"], 0.0, spec["div_value"])
-        decoder.load_state_dict(spec["state_dict"])
-    else:
-        raise ValueError(f"{path} holds an encoder only: save it with "
-                         "save_encoder(..., decoder=model.decoder)")
-    return LanguageModel(encoder, decoder).eval(), vocab

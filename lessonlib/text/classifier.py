@@ -18,9 +18,9 @@ from torch import nn
 
 from lessonlib.calibration import LengthTemperatures
 from lessonlib.core import atomic_write, eval_mode
-from lessonlib.text.awd_lstm import AWDLSTM, load_encoder
+from lessonlib.text.awd_lstm import AWDLSTM
 from lessonlib.text.classifier_data import ClassificationDataset, pad_collate
-from lessonlib.text.saved import read_saved
+from lessonlib.text.saved import load_encoder, read_saved
 from lessonlib.text.tokenize import SPECIAL_TOKENS, tokenize
 
 

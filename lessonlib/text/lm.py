@@ -26,16 +26,10 @@ from lessonlib.core import seed_everything
 from lessonlib.data import imdb_reviews
 from lessonlib.learner import Learner, accuracy
 from lessonlib.numerics import training_amp
-from lessonlib.text.awd_lstm import (
-    ResetState,
-    RNNRegularizer,
-    awd_lstm_lm,
-    lm_loss,
-    plain_lstm_lm,
-    read_lm_file,
-    save_encoder,
-)
+from lessonlib.text.awd_lstm import awd_lstm_lm, lm_loss, plain_lstm_lm
+from lessonlib.text.lm_callbacks import ResetState, RNNRegularizer
 from lessonlib.text.lm_data import LMLoader
+from lessonlib.text.saved import read_lm_file, save_encoder
 from lessonlib.text.tokenize import data_cache_dir, tokenize_texts
 from lessonlib.text.vectors import init_embedding, train_word2vec
 from lessonlib.text.vocab import Vocab, numericalize_docs
