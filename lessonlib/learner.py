@@ -14,7 +14,6 @@ cpu, and unchanged under `torchrun` with DistributedDataParallel (see lessonlib.
 import contextlib
 import math
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -113,7 +112,7 @@ class Learner:
     # ---- the loop ------------------------------------------------------------------------------------
     def fit(self, epochs: int, lr=1e-3, schedule="one_cycle", show: bool = True, start_epoch: int = 0,
             checkpoint=None) -> None:
-        """Train for `epochs` epochs with peak LR `lr` (float, list or slice over layer groups).
+        """Train for `epochs` epochs with peak LR `lr` (a float, or a list with one per layer group).
 
         The schedule spans all `epochs`; `start_epoch` resumes inside it after `load`
         (`learn.fit(2, lr, start_epoch=learn.epoch)`). With `checkpoint`, saves there after every epoch.
@@ -265,13 +264,9 @@ class Learner:
         return groups
 
     def group_lrs(self, lr) -> list[float]:
-        """One LR per layer group from a float, a list, or a slice (geometric spread from start to stop;
-        slice(hi) gives hi/10 to every group but the last)."""
+        """One LR per layer group: a float for every group, or a list with one per group (spread them
+        with `lessonlib.text.fine_tune.discriminative_lrs`)."""
         n = len(self.opt.param_groups)
-        if isinstance(lr, slice):
-            if lr.start is None:
-                return [lr.stop / 10] * (n - 1) + [lr.stop]
-            return [float(v) for v in np.geomspace(lr.start, lr.stop, n)] if n > 1 else [lr.stop]
         if isinstance(lr, (list, tuple)):
             if len(lr) != n:
                 raise ValueError(f"got {len(lr)} learning rates for {n} layer groups")
