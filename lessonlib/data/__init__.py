@@ -1,6 +1,7 @@
 """Datasets: `imdb(size)`, `rossmann(size)` (folders in the cache) and `imdb_reviews(size, split)`.
 
-`cache.py` fills the cache (mirror, download, verification, safe extraction, locking);
+`cache.py` fills the cache (archive in the cache or a mirror, else a download; markers, locking);
+`archive.py` handles one archive file (download, checksums, safe extraction);
 `datasets.py` knows the two datasets and how their samples are cut.
 """
 

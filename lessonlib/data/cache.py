@@ -1,5 +1,6 @@
 """Getting a dataset into the cache: find an archive (cache, mirror, download), verify it, extract it
-safely, and mark the result complete. Knows nothing about IMDB or Rossmann (see `datasets.py`).
+safely (`archive.py`), and mark the result complete. Knows nothing about IMDB or Rossmann (see
+`datasets.py`).
 
 Cache layout (`LESSONLIB_DATA`, default `data/` at the repo root):
 
@@ -11,58 +12,35 @@ Mirrors (`LESSONLIB_DATA_MIRROR`, folders separated by `os.pathsep`) are read-on
 `<dataset>/` subfolder are searched for the archive names a dataset accepts.
 """
 
-import gzip
-import hashlib
-import http.client
 import json
 import os
 import shutil
-import sys
-import tarfile
 import tempfile
-import urllib.error
-import urllib.request
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from filelock import FileLock
 
-from lessonlib.core import REPO_ROOT, progress
+from lessonlib.core import REPO_ROOT
+from lessonlib.data.archive import (
+    Archive,
+    CorruptArchiveError,
+    DataError,
+    DataUnavailableError,
+    Files,
+    archive_files,
+    check_member,
+    download,
+    extract,
+    fingerprint,
+    verify,
+)
 
 CACHE_ENV = "LESSONLIB_DATA"
 MIRROR_ENV = "LESSONLIB_DATA_MIRROR"
 MARKER = ".complete"
-
-# A stream of (relative path, read) pairs: the files of a dataset, read on demand.
-Files = Iterator[tuple[str, Callable[[], bytes]]]
-
-
-class DataError(RuntimeError):
-    """A dataset could not be provided; the message says why and what to do."""
-
-
-class DataUnavailableError(DataError):
-    """No copy of the dataset was found and the download failed."""
-
-
-class CorruptArchiveError(DataError):
-    """An archive is truncated, damaged, unsafe or not the expected file."""
-
-
-@dataclass(frozen=True)
-class Archive:
-    """One accepted archive file: its name (looked for in the cache and mirrors), where to download
-    it, and its size and checksums when known (`None`: not checked)."""
-
-    name: str
-    url: str | None = None
-    size: int | None = None
-    sha256: str | None = None
-    md5: str | None = None
-
 
 @dataclass(frozen=True)
 class Dataset:
@@ -120,13 +98,14 @@ def _extracted(dataset: Dataset, size: str) -> Path:
     found = _find(dataset, size)
     marker = _read_marker(target)
     if marker is not None and not marker["derived"]:
-        if found is None or _fingerprint(found[0], marker["source"])["sha256"] == marker["source"]["sha256"]:
+        if found is None or fingerprint(found[0], marker["source"])["sha256"] == marker["source"]["sha256"]:
             return target
     if found is None:
         found = _download_any(dataset, size)
     path, archive = found
-    source = _verify(path, archive)
-    _build(dataset, target, lambda tmp: extract(path, tmp), source, derived=False)
+    with _set_aside_if_corrupt(path):
+        source = verify(path, archive)
+        _build(dataset, target, lambda tmp: extract(path, tmp), source, derived=False)
     return target
 
 
@@ -139,7 +118,7 @@ def _derive(dataset: Dataset, size: str) -> Path:
     found = _find(dataset, "full")
     full_marker = _read_marker(cache_dir() / f"{dataset.name}-full")
     if found is not None:
-        source = _fingerprint(found[0], marker["source"] if marker is not None else None)
+        source = fingerprint(found[0], marker["source"] if marker is not None else None)
     elif full_marker is not None:
         source = full_marker["source"]
     elif marker is not None:
@@ -149,13 +128,15 @@ def _derive(dataset: Dataset, size: str) -> Path:
         source = None
     if marker is not None and source is not None and marker["source"]["sha256"] == source["sha256"]:
         return target
-    if found is not None:
-        path, archive = found
-        source = _verify(path, archive)
-        files = lambda: archive_files(path)
-    else:
-        files = lambda: folder_files(cache_dir() / f"{dataset.name}-full")
-    _build(dataset, target, lambda tmp: write_files(dataset.make_sample(files()), tmp), source, derived=True)
+    make = lambda files: lambda tmp: write_files(dataset.make_sample(files), tmp)
+    if found is None:
+        full = folder_files(cache_dir() / f"{dataset.name}-full")
+        _build(dataset, target, make(full), source, derived=True)
+        return target
+    path, archive = found
+    with _set_aside_if_corrupt(path):
+        source = verify(path, archive)
+        _build(dataset, target, make(archive_files(path)), source, derived=True)
     return target
 
 
@@ -169,6 +150,9 @@ def _download_any(dataset: Dataset, size: str) -> tuple[Path, Archive]:
         return download(archive, cache_dir() / archive.name), archive
     except DataUnavailableError as error:
         raise DataUnavailableError(_unavailable(dataset, size, archive, error)) from error
+    except CorruptArchiveError as error:
+        raise CorruptArchiveError(f"{error}: run again to retry, or put a good copy of {archive.name} into "
+                                  f"a folder in {MIRROR_ENV}") from None
 
 
 def _unavailable(dataset: Dataset, size: str, archive: Archive | None, error: Exception | None) -> str:
@@ -186,82 +170,14 @@ def _unavailable(dataset: Dataset, size: str, archive: Archive | None, error: Ex
     return "\n".join(lines)
 
 
-def download(archive: Archive, dest: Path) -> Path:
-    """Download `archive.url` to a temporary file next to `dest` (with a progress bar), check its
-    size and checksums, and only then rename it to `dest`."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(name)
+@contextmanager
+def _set_aside_if_corrupt(path: Path):
+    """A CorruptArchiveError from reading the archive at `path` names it and says what to do; one in the
+    cache is renamed to `*.corrupt` so it is not reused."""
     try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with urllib.request.urlopen(archive.url, timeout=60) as response:
-                    announced = int(response.headers.get("Content-Length") or 0) or None
-                    bar = progress(total=announced or archive.size, unit="B", unit_scale=True,
-                                   desc=f"download {dest.name}")
-                    while chunk := response.read(1 << 20):
-                        out.write(chunk)
-                        bar.update(len(chunk))
-                    bar.close()
-            except urllib.error.HTTPError as error:
-                raise DataUnavailableError(str(error)) from error
-            except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
-                raise DataUnavailableError(str(getattr(error, "reason", None) or repr(error))) from error
-        got = tmp.stat().st_size
-        for expected in (announced, archive.size):
-            if expected is not None and got != expected:
-                raise DataUnavailableError(
-                    f"the download of {archive.url} is incomplete ({got:,} of {expected:,} bytes); "
-                    "run again to retry")
-        try:
-            _check_sums(tmp, archive, _hashes(tmp), f"the download of {archive.url}")
-        except CorruptArchiveError as error:
-            raise CorruptArchiveError(f"{error}. The file was discarded: run again to retry, or put a "
-                                      f"good copy of {archive.name} into a folder in {MIRROR_ENV}") from None
-        os.replace(tmp, dest)
-        return dest
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _hashes(path: Path) -> dict[str, str]:
-    sha256, md5 = hashlib.sha256(), hashlib.md5()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            sha256.update(chunk)
-            md5.update(chunk)
-    return {"sha256": sha256.hexdigest(), "md5": md5.hexdigest()}
-
-
-def _check_sums(path: Path, archive: Archive, sums: dict[str, str], what: str) -> None:
-    for kind in ("sha256", "md5"):
-        expected = getattr(archive, kind)
-        if expected is not None and sums[kind] != expected:
-            raise CorruptArchiveError(f"{what} has {kind} {sums[kind]}, expected {expected}")
-
-
-def _fingerprint(path: Path, previous: dict | None = None) -> dict:
-    """Path, size, mtime and sha256 of an archive; the hash is reused from `previous` when the file
-    looks unchanged (same path, size and mtime)."""
-    stat = path.stat()
-    record = {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    if previous is not None and all(previous.get(k) == v for k, v in record.items()):
-        return {**record, "sha256": previous["sha256"]}
-    return {**record, "sha256": _hashes(path)["sha256"]}
-
-
-def _verify(path: Path, archive: Archive) -> dict:
-    """Check size and checksums of an archive where known; a mismatch is handled as corruption."""
-    sums = _hashes(path)
-    try:
-        got = path.stat().st_size
-        if archive.size is not None and got != archive.size:
-            raise CorruptArchiveError(f"{path} has {got:,} bytes, expected {archive.size:,}")
-        _check_sums(path, archive, sums, str(path))
+        yield
     except CorruptArchiveError as error:
         raise _corrupt(path, error) from None
-    stat = path.stat()
-    return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sums["sha256"]}
 
 
 def _corrupt(path: Path, error: Exception) -> CorruptArchiveError:
@@ -276,60 +192,6 @@ def _corrupt(path: Path, error: Exception) -> CorruptArchiveError:
     return CorruptArchiveError(f"Archive {path} is unusable: {error}.\n{what}")
 
 
-def _check_member(name: str, archive: Path) -> str:
-    """`name` as a safe relative path, or an error for absolute paths and `..` parts."""
-    parts = PurePosixPath(name.replace("\\", "/")).parts
-    if name.startswith(("/", "\\")) or (parts and ":" in parts[0]) or ".." in parts:
-        raise CorruptArchiveError(f"{archive} holds {name!r}, which points outside the extraction folder; "
-                                  "refusing to extract it (it is not the expected dataset)")
-    return "/".join(p for p in parts if p != ".")
-
-
-def extract(archive: Path, dest: Path) -> None:
-    """Extract a (gzipped) tar archive into `dest`, refusing absolute paths, `..` members and links
-    that escape `dest` (tarfile's `data` filter), and reading the stream to its end so a truncated
-    or damaged archive raises `CorruptArchiveError`."""
-    if not hasattr(tarfile, "data_filter"):
-        raise DataError("Safe extraction needs tarfile's data filter: Python 3.10.12+, 3.11.4+ or 3.12+. "
-                        f"This is Python {sys.version.split()[0]}; please upgrade it.")
-    with _tar_errors(archive), tarfile.open(archive, "r:*") as tar:
-        for member in progress(tar, desc=f"extract {archive.name}", unit=" files"):
-            _check_member(member.name, archive)
-            tar.extract(member, dest, filter="data")
-        _read_to_end(tar)
-
-
-@contextmanager
-def _tar_errors(archive: Path):
-    """Every way reading the tar archive can fail (an unsafe member, a truncated or damaged stream)
-    becomes one CorruptArchiveError that names the archive and says what to do."""
-    try:
-        yield
-    except tarfile.FilterError as error:
-        raise _corrupt(archive, CorruptArchiveError(f"unsafe member refused: {error}")) from None
-    except CorruptArchiveError as error:
-        raise _corrupt(archive, error) from None
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as error:
-        damaged = CorruptArchiveError(f"it is truncated or damaged ({type(error).__name__}: {error})")
-        raise _corrupt(archive, damaged) from error
-
-
-def _read_to_end(tar: tarfile.TarFile) -> None:
-    """Read the compressed stream to its end: gzip checks its length and CRC there."""
-    while tar.fileobj.read(1 << 20):
-        pass
-
-
-def archive_files(archive: Path) -> Files:
-    """The regular files of a tar archive as (relative path, read) pairs, in archive order."""
-    with _tar_errors(archive), tarfile.open(archive, "r:*") as tar:
-        for member in tar:
-            name = _check_member(member.name, archive)
-            if member.isfile():
-                yield name, lambda member=member: tar.extractfile(member).read()
-        _read_to_end(tar)
-
-
 def folder_files(folder: Path) -> Files:
     """The files under `folder` (except the completeness marker) as (relative path, read) pairs."""
     for path in sorted(folder.rglob("*")):
@@ -340,7 +202,7 @@ def folder_files(folder: Path) -> Files:
 def write_files(files: Iterator[tuple[str, bytes]], dest: Path) -> None:
     """Write (relative path, bytes) pairs under `dest`."""
     for name, data in files:
-        path = dest / _check_member(name, dest)
+        path = dest / check_member(name, dest)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
 
