@@ -1,14 +1,15 @@
-"""Reading, joining and feature engineering of the Rossmann tables, on a tiny hand-made copy."""
+"""Feature engineering of the Rossmann tables (dates, stores, events, closures, split), on a tiny hand-made copy."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from lessonlib.tabular import features as F
+from lessonlib.tabular import joins
 
 TRAIN_DATES = pd.date_range("2015-07-20", "2015-07-31")
 TEST_DATES = pd.date_range("2015-08-01", "2015-08-05")
-WEATHER_COLS = F.REQUIRED["weather.csv"][2:-1]
+WEATHER_COLS = joins.REQUIRED["weather.csv"][2:-1]
 
 
 def write_tables(folder, stores=(1, 2), states=("HE", "HB,NI")):
@@ -112,42 +113,6 @@ def test_event_windows_are_calendar_days_across_gaps():
     assert list(out["Promo_bw"]) == [1, 1, 0]
     assert list(out["AfterPromo"]) == [0, 1, 19]
     assert list(df.columns) == ["Store", "Date", "Promo"], "the input frame is left unchanged"
-
-
-def test_missing_column_names_file_and_column(folder):
-    df = pd.read_csv(folder / "store.csv").drop(columns="Assortment")
-    df.to_csv(folder / "store.csv", index=False)
-    with pytest.raises(ValueError, match=r"store\.csv.*Assortment"):
-        F.build(folder)
-
-
-def test_unmatched_key_is_named(folder):
-    states = pd.read_csv(folder / "store_states.csv")
-    states.loc[states["Store"] == 2, "State"] = "XX"
-    states.to_csv(folder / "store_states.csv", index=False)
-    with pytest.raises(F.JoinError, match=r"weather.*State=XX"):
-        F.build(folder)
-
-
-def test_missing_store_is_named(folder):
-    pd.read_csv(folder / "store.csv").query("Store == 1").to_csv(folder / "store.csv", index=False)
-    with pytest.raises(F.JoinError, match=r"store\.csv.*Store=2"):
-        F.build(folder)
-
-
-def test_duplicated_right_key_is_named(folder):
-    store = pd.read_csv(folder / "store.csv")
-    pd.concat([store, store.iloc[[0]]]).to_csv(folder / "store.csv", index=False)
-    with pytest.raises(F.JoinError, match=r"more than once.*Store=1"):
-        F.build(folder)
-
-
-def test_blank_lines_in_external_tables_are_skipped(folder):
-    for name in ("googletrend.csv", "weather.csv"):
-        text = (folder / name).read_text().splitlines()
-        (folder / name).write_text("\n".join(text[:3] + [""] + text[3:]) + "\n\n")
-    train, _ = F.build(folder)
-    assert len(train) == 2 * len(TRAIN_DATES)
 
 
 def test_split_and_sales_rows(folder):

@@ -1,130 +1,17 @@
-"""Rossmann tables: read with column checks, join with row/key checks, add date and event features.
+"""Rossmann features: date parts, store features, days since/until events and long closures, the model's
+columns and the train/validation split. The tables are read and joined in `joins.py`.
 
 Everything is vectorised (merges, numpy searches and cumulative sums over rows sorted by store and
 date); there is no per-row Python loop.
 """
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
+from lessonlib.tabular.joins import describe_keys, join_tables, read_tables
+
 # The columns each CSV must have (extra columns are kept where a table is joined whole).
-REQUIRED = {
-    "train.csv": ["Store", "DayOfWeek", "Date", "Sales", "Customers", "Open", "Promo", "StateHoliday",
-                  "SchoolHoliday"],
-    "test.csv": ["Id", "Store", "DayOfWeek", "Date", "Open", "Promo", "StateHoliday", "SchoolHoliday"],
-    "store.csv": ["Store", "StoreType", "Assortment", "CompetitionDistance", "CompetitionOpenSinceMonth",
-                  "CompetitionOpenSinceYear", "Promo2", "Promo2SinceWeek",
-                  "Promo2SinceYear", "PromoInterval"],
-    "store_states.csv": ["Store", "State"],
-    "state_names.csv": ["StateName", "State"],
-    "googletrend.csv": ["file", "week", "trend"],
-    "weather.csv": ["file", "Date", "Max_TemperatureC", "Mean_TemperatureC", "Min_TemperatureC",
-                    "Max_Humidity", "Mean_Humidity", "Min_Humidity", "Max_Wind_SpeedKm_h",
-                    "Mean_Wind_SpeedKm_h", "CloudCover", "Events"],
-}
-DTYPES = {"StateHoliday": str, "PromoInterval": str, "Events": str, "StoreType": str, "Assortment": str,
-          "State": str}
 EVENTS = ("SchoolHoliday", "StateHoliday", "Promo")
-
-
-class JoinError(ValueError):
-    """A join lost, duplicated or failed to match rows."""
-
-
-def read_table(folder, name: str) -> pd.DataFrame:
-    """Read one Rossmann CSV and check it has the columns this module needs."""
-    path = Path(folder) / name
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: expected the Rossmann CSVs (see lessonlib.data.rossmann)")
-    header = pd.read_csv(path, nrows=0).columns
-    required = REQUIRED[name]
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; this file needs {required}")
-    usecols = required if name == "weather.csv" else None
-    dtype = {c: t for c, t in DTYPES.items() if c in header}
-    df = pd.read_csv(path, usecols=usecols, dtype=dtype, keep_default_na=True)
-    if "Date" in df.columns:
-        df["Date"] = pd.to_datetime(df["Date"], format="%Y-%m-%d")
-    return df
-
-
-def read_tables(folder) -> dict:
-    """The seven CSVs the features use (all but sample_submission), keyed by name without `.csv`."""
-    return {name[:-4]: read_table(folder, name) for name in REQUIRED}
-
-
-def _describe_keys(keys: pd.DataFrame, limit: int = 10) -> str:
-    rows = [", ".join(f"{k}={v}" for k, v in row.items()) for row in keys.head(limit).to_dict("records")]
-    more = f" (and {len(keys) - limit} more)" if len(keys) > limit else ""
-    return "; ".join(rows) + more
-
-
-def checked_merge(left: pd.DataFrame, right: pd.DataFrame, on, what: str) -> pd.DataFrame:
-    """Left-join `right` onto `left` by `on`, requiring every left row to match exactly one right row.
-
-    Raises JoinError naming the duplicated right keys or the unmatched left keys."""
-    on = [on] if isinstance(on, str) else list(on)
-    dup = right.duplicated(on, keep=False)
-    if dup.any():
-        keys = right.loc[dup, on].drop_duplicates()
-        raise JoinError(f"{what}: {len(keys)} key(s) appear more than once in the right table, which would "
-                        f"duplicate rows: {_describe_keys(keys)}")
-    out = left.merge(right, on=on, how="left", indicator="_merge", validate="many_to_one")
-    unmatched = out["_merge"] != "both"
-    if unmatched.any():
-        keys = out.loc[unmatched, on].drop_duplicates()
-        raise JoinError(f"{what}: {len(keys)} key(s) have no match: {_describe_keys(keys)}")
-    assert len(out) == len(left), "a many-to-one left join keeps the row count"
-    return out.drop(columns="_merge")
-
-
-def week_start(dates: pd.Series) -> pd.Series:
-    """The Sunday on or before each date (Google Trends weeks run Sunday to Saturday)."""
-    return dates - pd.to_timedelta((dates.dt.day_of_week + 1) % 7, unit="D")
-
-
-def trend_tables(googletrend: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-state weekly trend (State, WeekStart, trend) and the national one (WeekStart, trend_DE).
-
-    The state is the third part of the file name (`Rossmann_DE_BY` -> BY); the national series is the
-    file `Rossmann_DE`. Google's `NI` (Niedersachsen) is stored as `HB,NI` in store_states."""
-    g = googletrend.dropna(subset=["file", "week"]).copy()
-    g["WeekStart"] = pd.to_datetime(g["week"].str[:10], format="%Y-%m-%d")
-    g["State"] = g["file"].str.split("_").str[2]
-    g.loc[g["State"] == "NI", "State"] = "HB,NI"
-    national = g.loc[g["State"].isna(), ["WeekStart", "trend"]].rename(columns={"trend": "trend_DE"})
-    states = g.loc[g["State"].notna(), ["State", "WeekStart", "trend"]]
-    return states, national
-
-
-def weather_table(weather: pd.DataFrame, state_names: pd.DataFrame) -> pd.DataFrame:
-    """Weather keyed by State code and Date (the file column holds the state's name)."""
-    w = weather.dropna(subset=["file"]).rename(columns={"file": "StateName"})
-    w = checked_merge(w, state_names, "StateName", "weather.file -> state_names.StateName")
-    return w.drop(columns="StateName")
-
-
-def join_tables(df: pd.DataFrame, tables: dict) -> pd.DataFrame:
-    """Join train or test rows with store, state, weather and Google trend tables (all checked).
-
-    The small tables are joined first (store + state per store; weather + trends per state and day),
-    so only two joins touch the big table."""
-    stores = checked_merge(tables["store"], tables["store_states"], "Store",
-                           "store.csv -> store_states.csv (Store)")
-    weather = weather_table(tables["weather"], tables["state_names"])
-    daily = weather[weather["State"].isin(stores["State"].unique())].copy()
-    daily["WeekStart"] = week_start(daily["Date"])
-    states, national = trend_tables(tables["googletrend"])
-    daily = checked_merge(daily, states, ["State", "WeekStart"],
-                          "weather (State, day) -> googletrend.csv (State, week)")
-    daily = checked_merge(daily, national, "WeekStart", "weather (day) -> googletrend.csv Rossmann_DE (week)")
-    out = checked_merge(df, stores, "Store", "rows -> store.csv (Store)")
-    out = checked_merge(out, daily.drop(columns="WeekStart"), ["State", "Date"],
-                        "rows -> weather.csv + googletrend.csv (State, Date)")
-    return out
 
 
 def add_date_parts(df: pd.DataFrame, col: str = "Date") -> pd.DataFrame:
@@ -182,10 +69,9 @@ def add_event_features(df: pd.DataFrame, events=EVENTS, window: int = 7) -> pd.D
         col = s[e]
         numeric = pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)
         hit = col.to_numpy() != 0 if numeric else (col != "0").to_numpy()
-        last = np.maximum.accumulate(np.where(hit, key, -1))
-        new[f"After{e}"] = np.where(last >= store_lo, key - last, np.nan)
-        nxt = np.minimum.accumulate(np.where(hit, key, np.iinfo(np.int64).max)[::-1])[::-1]
-        new[f"Before{e}"] = np.where(nxt < store_lo + span, nxt - key, np.nan)
+        since, until, has_last, has_next = _since_and_until(hit, key, store_lo, span)
+        new[f"After{e}"] = np.where(has_last, since, np.nan)
+        new[f"Before{e}"] = np.where(has_next, until, np.nan)
         csum = np.concatenate([[0], np.cumsum(hit)])
         lo = np.searchsorted(key, key - (window - 1), side="left")
         hi = np.searchsorted(key, key + (window - 1), side="right")
@@ -193,6 +79,14 @@ def add_event_features(df: pd.DataFrame, events=EVENTS, window: int = 7) -> pd.D
         new[f"{e}_bw"] = csum[idx + 1] - csum[lo]
         new[f"{e}_fw"] = csum[hi] - csum[idx]
     return _with_columns(df, new, order)
+
+
+def _since_and_until(hit: np.ndarray, key: np.ndarray, store_lo: np.ndarray, span: int):
+    """For rows sorted by `key` (see `_store_day_keys`): days since the last `hit` row at or before each
+    row and until the next at or after it, and whether that row is in the same store at all."""
+    last = np.maximum.accumulate(np.where(hit, key, -1))
+    nxt = np.minimum.accumulate(np.where(hit, key, np.iinfo(np.int64).max)[::-1])[::-1]
+    return key - last, nxt - key, last >= store_lo, nxt < store_lo + span
 
 
 def _store_day_keys(df: pd.DataFrame, columns, pad: int, who: str):
@@ -205,7 +99,7 @@ def _store_day_keys(df: pd.DataFrame, columns, pad: int, who: str):
     key = s["Store"].to_numpy(np.int64) * span + (day - day.min()) + pad
     if np.any(np.diff(key) <= 0):
         dup = s.loc[s.duplicated(["Store", "Date"], keep=False), ["Store", "Date"]].drop_duplicates()
-        raise ValueError(f"{who}: duplicated (Store, Date) rows: {_describe_keys(dup)}")
+        raise ValueError(f"{who}: duplicated (Store, Date) rows: {describe_keys(dup)}")
     return order, s, key, s["Store"].to_numpy(np.int64) * span, span
 
 
@@ -235,10 +129,9 @@ def add_closure_features(df: pd.DataFrame, min_days: int = 3, cap: int = 30) -> 
     follows = np.r_[False, closed[:-1] & (np.diff(key) == 1)]  # closed, and so was the day before
     run = np.cumsum(closed & ~follows) * closed  # closure run number, 0 on open days
     long_run = closed & (np.bincount(run)[run] >= min_days)
-    last = np.maximum.accumulate(np.where(long_run, key, -1))
-    nxt = np.minimum.accumulate(np.where(long_run, key, np.iinfo(np.int64).max)[::-1])[::-1]
-    after = np.where((last >= store_lo) & ~long_run, key - last, cap)
-    before = np.where((nxt < store_lo + span) & ~long_run, nxt - key, cap)
+    since, until, has_last, has_next = _since_and_until(long_run, key, store_lo, span)
+    after = np.where(has_last & ~long_run, since, cap)
+    before = np.where(has_next & ~long_run, until, cap)
     return _with_columns(df, {"AfterLongClosure": np.minimum(after, cap),
                               "BeforeLongClosure": np.minimum(before, cap)}, order)
 
