@@ -71,8 +71,8 @@ def params(model):
     return [p.detach().clone() for p in model.parameters()]
 
 
-class Recorder:
-    """Records the first group's LR and beta1 at every training batch."""
+class ScheduleLog:
+    """Logs the first group's LR and beta1 at every training batch."""
 
     def __init__(self):
         self.lrs, self.moms = [], []
@@ -127,7 +127,7 @@ def test_show_false_prints_nothing(capsys):
 
 
 def test_one_cycle_lr_and_momentum_at_known_steps():
-    rec = Recorder()
+    rec = ScheduleLog()
     learn = make_learner(callbacks=[rec])
     learn.fit(2, 0.1, show=False)  # 8 batches per epoch -> 16 steps, warm-up ends at step 4
     n = 16
@@ -143,7 +143,7 @@ def test_one_cycle_lr_and_momentum_at_known_steps():
 
 
 def test_constant_schedule_and_bad_schedule_name():
-    rec = Recorder()
+    rec = ScheduleLog()
     make_learner(callbacks=[rec]).fit(1, 0.03, schedule="constant", show=False)
     assert rec.lrs == [pytest.approx(0.03)] * 8 and constant(0.5) == (1.0, 0.9)
     with pytest.raises(ValueError, match="one_cycle"):

@@ -45,8 +45,12 @@ def test_lock_pins_every_declared_package_exactly():
             assert "==" in line, f"unpinned line in requirements.lock: {line!r}"
 
 
-def test_lock_pins_the_cpu_torch_this_machine_installs():
-    assert "torch==2.13.0" in (ROOT / "requirements.lock").read_text().splitlines()
+def test_lock_pins_the_torch_this_environment_runs():
+    import torch
+
+    pins = dict(line.split("==", 1) for line in (ROOT / "requirements.lock").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    assert pins["torch"] == torch.__version__.split("+")[0]
 
 
 def test_ci_runs_exactly_the_readme_test_command():

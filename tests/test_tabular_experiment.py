@@ -15,19 +15,39 @@ from lessonlib.tabular.loader import frame_loader
 from lessonlib.tabular.model import exp_rmspe, rmspe_log_scale
 
 
-def test_fit_sales_model_runs_and_scores(tmp_path):
+@pytest.fixture
+def small_run(tmp_path):
     train, _ = features.build(write_tables(tmp_path))
-    rows = features.sales_rows(train)
-    fit, valid = features.split(rows, ("2015-07-29", "2015-07-31"))
+    fit, valid = features.split(features.sales_rows(train), ("2015-07-29", "2015-07-31"))
     cfg = SalesConfig(epochs=2, lr=1e-2, batch_size=4, layers=(8,), ps=(0.0,))
     cats, conts = ["Store", "DayOfWeek"], ["trend", "Promo"]
     run = fit_sales_model(fit, valid, cats, conts, cfg, show=False, device="cpu")
+    return run, fit, valid
+
+
+def test_fit_sales_model_beats_one_level_for_every_row(small_run):
+    run, fit, valid = small_run
     log_valid = torch.tensor(np.log(valid["Sales"].to_numpy()))
-    constant = torch.full_like(log_valid, float(np.log(fit["Sales"]).mean()))  # one level for every row
-    assert run.rmspe < exp_rmspe(constant, log_valid).item()  # the network learned something
+    constant = torch.full_like(log_valid, float(np.log(fit["Sales"]).mean()))
+    assert run.rmspe < exp_rmspe(constant, log_valid).item()
+
+
+def test_fit_sales_model_records_one_history_row_per_epoch_and_its_time(small_run):
+    run, _, _ = small_run
     assert len(run.learn.history) == 2 and run.seconds > 0
+
+
+def test_fit_sales_model_codes_categories_from_the_training_rows(small_run):
+    run, _, _ = small_run
     assert run.proc.categories["Store"] == [1, 2]
-    assert run.learn.clip == 1.0  # the gradient-norm bound is on by default
+
+
+def test_fit_sales_model_clips_the_gradient_norm_by_default(small_run):
+    assert small_run[0].learn.clip == 1.0
+
+
+def test_fit_sales_model_predicts_finite_sales(small_run):
+    run, _, _ = small_run
     preds, _ = run.predict(run.learn.valid_dl)
     assert np.isfinite(preds.numpy()).all()
 

@@ -1,4 +1,4 @@
-"""Feature engineering of the Rossmann tables (dates, stores, events, closures, split), on a tiny hand-made copy."""
+"""Rossmann feature engineering (dates, stores, events, closures, split) on a tiny hand-made copy."""
 
 import numpy as np
 import pandas as pd

@@ -28,11 +28,18 @@ def batch(n=8, cards=(5, 3), n_cont=2, seed=0):
     return cats, torch.randn(n, n_cont, generator=g)
 
 
-def test_size_rules():
-    assert [emb_size_lesson(c) for c in (2, 8, 1116)] == [1, 4, 50]
-    assert [emb_size_fastai2(c) for c in (2, 8, 1116)] == [round(1.6 * 2 ** 0.56), round(1.6 * 8 ** 0.56),
-                                                           round(1.6 * 1116 ** 0.56)]
-    assert emb_sizes([8, 1116], "fastai2") == [emb_size_fastai2(8), emb_size_fastai2(1116)]
+def test_lesson_rule_is_half_the_codes_capped_at_50():
+    assert [emb_size_lesson(c) for c in (2, 8, 99, 1116)] == [1, 4, 50, 50]
+
+
+def test_fastai2_rule_grows_slower_and_caps_at_600():
+    assert [emb_size_fastai2(c) for c in (2, 8, 1116, 10**6)] == [2, 5, 81, 600]
+
+
+def test_emb_sizes_applies_the_named_rule_or_a_callable():
+    assert emb_sizes([8, 1116], "fastai2") == [5, 81]
+    assert emb_sizes([8, 1116]) == [4, 50]
+    assert emb_sizes([8, 1116], lambda c: 3) == [3, 3]
 
 
 def test_model_shapes_and_output_range():

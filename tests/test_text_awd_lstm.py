@@ -61,23 +61,41 @@ def test_embedding_dropout_drops_whole_words():
     assert torch.equal(emb(torch.tensor([[1]])), torch.zeros(1, 1, 4))  # padding stays zero
 
 
-def test_encoder_shapes_state_and_groups():
+def test_encoder_gives_one_output_per_token():
+    enc = AWDLSTM(V, emb_size=6, n_hid=10, n_layers=3)
+    assert enc(torch.randint(0, V, (2, 7))).shape == (2, 7, 6)
+
+
+def test_encoder_carries_a_detached_state_from_call_to_call():
     enc = AWDLSTM(V, emb_size=6, n_hid=10, n_layers=3)
     x = torch.randint(0, V, (2, 7))
-    assert enc(x).shape == (2, 7, 6)
-    assert len(enc.hidden) == 3 and not enc.hidden[0][0].requires_grad  # detached, carried
+    enc(x)
+    assert len(enc.hidden) == 3 and not enc.hidden[0][0].requires_grad
     first = enc.hidden[0][0].clone()
     enc(x)
     assert not torch.equal(first, enc.hidden[0][0])
+
+
+def test_reset_a_new_batch_size_or_a_mode_switch_starts_a_fresh_state():
+    enc = AWDLSTM(V, emb_size=6, n_hid=10, n_layers=3)
+    enc(torch.randint(0, V, (2, 7)))
     enc.reset()
     assert enc.hidden is None
-    enc(torch.randint(0, V, (5, 3)))  # a new batch size starts a fresh state
+    enc(torch.randint(0, V, (2, 7)))
+    enc(torch.randint(0, V, (5, 3)))
     assert enc.hidden[0][0].shape == (1, 5, 10)
-    enc.eval()  # switching mode resets
+    enc.eval()
     assert enc.hidden is None
-    assert len(enc.layer_groups()) == 4
+
+
+def test_encoder_layer_groups_are_the_embedding_then_each_layer():
+    enc = AWDLSTM(V, emb_size=6, n_hid=10, n_layers=3)
+    assert enc.layer_groups() == [enc.embedding, *enc.rnns]
+
+
+def test_encoder_rejects_a_batch_without_a_sequence_axis():
     with pytest.raises(ValueError, match="batch, seq"):
-        enc(torch.zeros(3, dtype=torch.long))
+        AWDLSTM(V, emb_size=6, n_hid=10, n_layers=3)(torch.zeros(3, dtype=torch.long))
 
 
 def test_carried_state_equals_one_long_pass():
