@@ -39,12 +39,11 @@ def bench_tokenize(size: str, workers: int) -> None:
 
     texts = [t for split in ("train", "unsup", "test") for t in imdb_reviews(size, split)["text"]]
     print(f"tokenization: {len(texts):,} reviews ({size}: train + unsup + test), {workers} processes")
-    tk._spacy_tokenizer()  # load spaCy once in the parent (forked workers inherit it)
     results = {}
     for name, fn in [("bare spaCy", tk.bare_spacy_batch), ("ours", tk.tokenize_batch)]:
         for n in sorted({1, workers}):
             t = time.perf_counter()
-            docs = tk._run_parallel(fn, texts, n, False, "")
+            docs = tk.in_parts(fn, texts, n, False, "")
             dt = time.perf_counter() - t
             n_tok = sum(map(len, docs))
             results[name, n] = (n_tok, dt)

@@ -19,14 +19,16 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def run_parallel(fn, jobs: list[dict], workers: int | None = None, desc: str = "runs") -> list:
+def run_parallel(fn, jobs: list[dict], workers: int | None = None, desc: str = "runs",
+                 show: bool = True) -> list:
     """`[fn(**job) for job in jobs]`, computed `workers` at a time (default: one per CPU core) in
-    separate processes with one torch thread each. `fn` must be importable (defined in a module, not
-    a notebook), its arguments and results picklable."""
+    separate processes with one torch thread each, a progress bar over the jobs unless `show` is False.
+    `fn` must be importable (defined in a module, not a notebook), its arguments and results
+    picklable. The one process pool of lessonlib: the notebooks' training runs and tokenization use it."""
     workers = workers or os.cpu_count() or 1
     context = multiprocessing.get_context("spawn")  # a forked child would inherit torch's thread pool
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread) as pool:
         futures = [pool.submit(fn, **job) for job in jobs]
-        for _ in progress(as_completed(futures), total=len(futures), desc=desc):
+        for _ in progress(as_completed(futures), total=len(futures), desc=desc, disable=not show):
             pass
         return [f.result() for f in futures]

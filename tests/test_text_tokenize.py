@@ -41,7 +41,7 @@ def test_parallel_equals_serial_and_cache_is_keyed(tmp_path, monkeypatch):
     assert parallel == serial
     assert len(list(tmp_path.glob("*.npz"))) == 1
     calls = []
-    monkeypatch.setattr(tk, "_run_parallel", lambda *a, **k: calls.append(1) or [])
+    monkeypatch.setattr(tk, "in_parts", lambda *a, **k: calls.append(1) or [])
     assert tokenize_texts(texts, n_workers=2, cache=tmp_path, show_progress=False) == serial  # from disk
     assert calls == []
     tokenize_texts(texts[:-1] + ["changed"], n_workers=2, cache=tmp_path, show_progress=False)

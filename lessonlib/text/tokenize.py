@@ -8,7 +8,6 @@ and each review opens with `xxbos`. `tokenize_texts` runs this over processes wi
 
 import hashlib
 import json
-import multiprocessing
 import os
 import re
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 
 from lessonlib.core import atomic_write, progress
 from lessonlib.data import cache_dir
+from lessonlib.parallel import run_parallel
 
 UNK, PAD, BOS, MAJ, UP, REP, WREP = "xxunk", "xxpad", "xxbos", "xxmaj", "xxup", "xxrep", "xxwrep"
 SPECIAL_TOKENS = [UNK, PAD, BOS, MAJ, UP, REP, WREP]
@@ -129,15 +129,14 @@ def _chunks(items: list, n: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _run_parallel(fn, texts: list[str], n_workers: int, show: bool, desc: str) -> list[list[str]]:
+def in_parts(fn, texts: list[str], n_workers: int, show: bool, desc: str) -> list[list[str]]:
+    """`fn` (a batch tokenizer) over `texts` in parts, on `n_workers` processes (`run_parallel`) when
+    there is enough text to share, with a progress bar per part; the documents come back in order."""
     if n_workers <= 1 or len(texts) < 2 * n_workers:
         parts = _chunks(texts, max(1, len(texts) // 500))
         return [doc for part in progress(parts, desc=desc, disable=not show) for doc in fn(part)]
     parts = _chunks(texts, n_workers * 8)
-    # fork (Linux) starts workers in milliseconds; elsewhere the platform default
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-    with multiprocessing.get_context(method).Pool(n_workers) as pool:
-        results = list(progress(pool.imap(fn, parts), total=len(parts), desc=desc, disable=not show))
+    results = run_parallel(fn, [{"texts": part} for part in parts], workers=n_workers, desc=desc, show=show)
     return [doc for part in results for doc in part]
 
 
@@ -163,7 +162,7 @@ def tokenize_texts(
         path = folder / f"{cache_key(texts)}.npz"
         if path.exists():
             return load_tokens(path)
-    docs = _run_parallel(tokenize_batch, texts, n_workers, show_progress, "tokenizing")
+    docs = in_parts(tokenize_batch, texts, n_workers, show_progress, "tokenizing")
     if path is not None:
         save_tokens(path, docs)
     return docs
