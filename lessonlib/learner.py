@@ -23,6 +23,7 @@ from lessonlib.callbacks import Distributed, NanCheck, Recorder, Scheduler
 from lessonlib.checkpoint import load_checkpoint, save_checkpoint
 from lessonlib.core import default_device, n_batches, progress
 from lessonlib.lr_finder import lr_find
+from lessonlib.numerics import amp_dtype
 from lessonlib.schedule import get_schedule
 
 
@@ -42,23 +43,6 @@ def to_device(batch, device):
     return batch
 
 
-def amp_dtype(amp, device: torch.device):
-    """The autocast dtype for `amp`: None = bf16 (fp16 where bf16 is missing) on CUDA only, False = off,
-    True = on, "bf16" (also on CPU) or "fp16" (CUDA only)."""
-    if amp is None:
-        amp = device.type == "cuda"
-    if amp is False:
-        return None
-    if amp is True:
-        return torch.bfloat16 if device.type != "cuda" or torch.cuda.is_bf16_supported() else torch.float16
-    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
-    if amp not in dtypes:
-        raise ValueError(f"amp={amp!r}: use None (auto), False, True, 'bf16' or 'fp16'")
-    if amp == "fp16" and device.type != "cuda":
-        raise ValueError("amp='fp16' needs CUDA; on the CPU use amp='bf16'")
-    return dtypes[amp]
-
-
 def adamw(groups, fused: bool = False, **kwargs) -> torch.optim.AdamW:
     """The Learner's default optimizer: AdamW with betas (0.9, 0.99), fast.ai's choice. `fused` runs
     torch's fused kernel: one pass over each parameter instead of one per arithmetic step (the same
@@ -75,12 +59,18 @@ def param_groups(groups: list[nn.Module]) -> list[dict]:
     return out
 
 
+def _rank0_bars() -> dict:
+    """Progress-bar options: bars on rank 0 only (and only if LESSONLIB_PROGRESS allows them)."""
+    return {} if ddp.is_main() else {"disable": True}
+
+
 class Learner:
     """Trains `model` on `train_dl`, validating on `valid_dl` after every epoch.
 
     Batches are `(x, y)`; the loss is `loss_func(model(x), y)`. `metrics` maps names to callables
     `(pred, target) -> scalar`, averaged over validation targets (weighted by `target.numel()`). `clip`
-    is the max global gradient norm; `amp` see `amp_dtype`; `callbacks` see `lessonlib.callbacks.Callback`.
+    is the max global gradient norm; `amp` see `lessonlib.numerics.amp_dtype`; `callbacks` see
+    `lessonlib.callbacks.Callback`.
     """
 
     def __init__(self, model: nn.Module, train_dl, valid_dl=None, loss_func=None, metrics=None,
@@ -135,7 +125,7 @@ class Learner:
         try:
             self.callback("before_fit")
             self.n_iter = n_batches(self.dls[0], "train_dl")
-            for epoch in progress(range(start_epoch, epochs), desc="epoch", **self._quiet()):
+            for epoch in progress(range(start_epoch, epochs), desc="epoch", **_rank0_bars()):
                 self.epoch = epoch
                 self.one_epoch()
                 valid_dl = self.dls[1]
@@ -154,7 +144,7 @@ class Learner:
         self.fit_model.train()
         self.callback("before_epoch")
         # iter() here: tqdm.auto would otherwise start the loader twice (and draw its seeds twice)
-        batches = progress(iter(self.dls[0]), total=self.n_iter, desc="train", **self._quiet())
+        batches = progress(iter(self.dls[0]), total=self.n_iter, desc="train", **_rank0_bars())
         for self.iter, batch in enumerate(batches):
             self.one_batch(batch)
 
@@ -198,13 +188,13 @@ class Learner:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def _quiet(self) -> dict:
-        return {} if ddp.is_main() else {"disable": True}  # bars on rank 0 only (if LESSONLIB_PROGRESS)
-
     # ---- evaluation ----------------------------------------------------------------------------------
-    def _batches_eval(self, dl, model=None):
-        """Yields (pred, y) for every batch of `dl`, in eval mode without gradients, from `model` (by
-        default the Learner's)."""
+    def _batches_eval(self, dl=None, model=None):
+        """Yields (pred, y) for every batch of `dl` (by default the validation loader), in eval mode
+        without gradients, from `model` (by default the Learner's)."""
+        if dl is None and self.valid_dl is None:
+            raise ValueError("no loader to evaluate: pass one, or give the Learner a valid_dl")
+        dl = dl if dl is not None else self.valid_dl
         n_batches(dl, "the loader")
         model = model if model is not None else self.model
         self.training = False
@@ -223,7 +213,7 @@ class Learner:
         """{"loss": .., <metric>: ..} over `dl` (the validation loader by default), weighted by batch
         size and summed across processes."""
         sums = torch.zeros(len(self.metrics) + 2, dtype=self.sum_dtype, device=self.device)
-        for pred, y in self._batches_eval(self._eval_loader(dl)):
+        for pred, y in self._batches_eval(dl):
             self.pred, self.y = pred, y
             with self.autocast():
                 self.loss = self.loss_func(self.pred, self.y)
@@ -235,17 +225,12 @@ class Learner:
         sums = ddp.all_reduce_sum(sums).cpu()
         return dict(zip(["loss", *self.metrics], (sums[:-1] / sums[-1]).tolist(), strict=True))
 
-    def _eval_loader(self, dl):
-        if dl is None and self.valid_dl is None:
-            raise ValueError("no loader to evaluate: pass one, or give the Learner a valid_dl")
-        return dl if dl is not None else self.valid_dl
-
     def get_preds(self, dl=None, model=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(predictions, targets) over `dl`, concatenated on the CPU (the model's first output if it
         returns a tuple). `model`: another module to evaluate the same way, e.g. the trained model
         inside a wrapper that adjusts its outputs."""
         preds, targets = [], []
-        for pred, y in self._batches_eval(self._eval_loader(dl), model):
+        for pred, y in self._batches_eval(dl, model):
             pred = pred[0] if isinstance(pred, (tuple, list)) else pred
             preds.append(pred.float().cpu())
             targets.append(y.cpu())
@@ -274,34 +259,20 @@ class Learner:
         return [float(lr)] * n
 
     def freeze_to(self, n: int) -> None:
-        """Freeze layer groups [:n] (no gradients, no updates) and unfreeze the rest; -1 = all but last."""
+        """Freeze layer groups [:n] (no gradients, no updates) and unfreeze the rest: -1 trains only the
+        last group, 0 trains everything."""
         groups = self.layer_groups()
         n = n % len(groups) if n < 0 else n
         for i, g in enumerate(groups):
             for p in g.parameters():
                 p.requires_grad_(i >= n)
 
-    def freeze(self) -> None:
-        self.freeze_to(-1)
-
-    def unfreeze(self) -> None:
-        self.freeze_to(0)
-
     # ---- history, LR finder, checkpoints -----------------------------------------------------------
-    @property
-    def distributed(self) -> bool:
-        """Whether this Learner trains as one of several torchrun processes."""
-        return any(isinstance(cb, Distributed) for cb in self.callbacks)
-
     @property
     def history(self) -> pd.DataFrame:
         """One row per epoch: epoch, train_loss, valid_loss, each metric, seconds (and columns other
         callbacks log)."""
         return pd.DataFrame(self.recorder.rows)
-
-    @property
-    def batch_losses(self) -> list[float]:
-        return self.recorder.batch_losses
 
     def plot_losses(self, ax=None) -> None:
         """Training loss per batch (smoothed) and validation loss at each epoch's end."""

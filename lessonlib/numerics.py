@@ -83,3 +83,20 @@ def identity_differences(recorded: dict | None, here: dict) -> list[str]:
         return ["no machine identity recorded with the outputs"]
     return [f"{key}: {recorded.get(key)} -> {here.get(key)}" for key in sorted(set(recorded) | set(here))
             if recorded.get(key) != here.get(key)]
+
+
+def amp_dtype(amp, device: torch.device):
+    """The autocast dtype for `amp`: None = bf16 (fp16 where bf16 is missing) on CUDA only, False = off,
+    True = on, "bf16" (also on CPU) or "fp16" (CUDA only)."""
+    if amp is None:
+        amp = device.type == "cuda"
+    if amp is False:
+        return None
+    if amp is True:
+        return torch.bfloat16 if device.type != "cuda" or torch.cuda.is_bf16_supported() else torch.float16
+    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
+    if amp not in dtypes:
+        raise ValueError(f"amp={amp!r}: use None (auto), False, True, 'bf16' or 'fp16'")
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError("amp='fp16' needs CUDA; on the CPU use amp='bf16'")
+    return dtypes[amp]

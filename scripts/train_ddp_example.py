@@ -41,7 +41,7 @@ def main():
     model = nn.Sequential(nn.Linear(20, 128), nn.ReLU(), nn.Dropout(0.1), nn.Linear(128, 2))
     learn = Learner(model, train_dl, valid_dl, F.cross_entropy, metrics={"acc": accuracy}, clip=1.0)
     learn.fit(args.epochs, args.lr, checkpoint=args.checkpoint)
-    if learn.distributed:
+    if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 
 

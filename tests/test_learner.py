@@ -174,7 +174,7 @@ def test_frozen_groups_do_not_change_and_unfreeze_restores():
     learn.fit(1, 1e-2, show=False)
     assert all(torch.equal(a, b) for a, b in zip(body, params(learn.model.body), strict=True))
     assert not any(torch.equal(a, b) for a, b in zip(head, params(learn.model.head), strict=True))
-    learn.unfreeze()
+    learn.freeze_to(0)
     learn.fit(1, 1e-2, show=False)
     assert not torch.equal(body[0], learn.model.body[0].weight)
 
