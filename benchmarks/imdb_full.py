@@ -1,6 +1,6 @@
 """The IMDB classifier at full size (25,000 labelled train reviews, 25,000 test): ULMFiT fine-tuning of
 notebook 04's language model, for a GPU. Target: at least 94.5% test accuracy without outside
-pretraining (the 2018 lesson reached 94.3%, ULMFiT 95.4% with a Wikipedia LM).
+pretraining (the 2018 lesson reached about 94.5%, ULMFiT 95.4% with a Wikipedia LM).
 
     .venv/bin/python benchmarks/imdb_full.py                       # one GPU
     torchrun --nproc_per_node=4 benchmarks/imdb_full.py            # several GPUs (DDP via the Learner)
