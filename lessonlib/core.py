@@ -1,14 +1,14 @@
-"""Seeding, device choice, progress bars, atomic file writes and the version banner every notebook
-prints first.
+"""Seeding, device choice, progress bars, atomic file writes, the version banner every notebook
+prints first, and the one way a model is run for evaluation (`eval_outputs`).
 
 Imported by every other module; imports nothing of ours.
 """
 
+import contextlib
 import os
 import platform
 import random
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-@contextmanager
+@contextlib.contextmanager
 def atomic_write(path):
     """`with atomic_write(path) as f:` writes a binary temporary file beside `path` (parents made),
     renamed over `path` only when the block succeeds and deleted when it fails, so a crash never leaves
@@ -107,7 +107,7 @@ def n_batches(dl, name: str) -> int:
     return n
 
 
-@contextmanager
+@contextlib.contextmanager
 def eval_mode(model):
     """`model` in eval mode (dropout off, batch norm on its running statistics) and without gradients
     inside the block; back in its previous mode afterwards, also after an error."""
@@ -118,3 +118,35 @@ def eval_mode(model):
             yield model
     finally:
         model.train(was_training)
+
+
+def to_device(batch, device):
+    """Move tensors (also inside tuples, lists and dicts) to `device`; anything else is left alone."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def eval_outputs(model, batches, device=None, autocast=contextlib.nullcontext, active=()):
+    """Yields `(model(x), y)` for each `(x, y)` of `batches`, in the order they come: the one loop behind
+    every evaluation (the Learner's, the classifier's scores and pooled features, Monte Carlo dropout).
+
+    The model runs in eval mode (dropout off, batch norm on its running statistics), without
+    gradients, on `device` (by default where its parameters are; the CPU for a model without any), each call inside `autocast()`;
+    the modules in `active` stay in training mode (Monte Carlo dropout). The model gets its previous
+    mode back when the loop ends, also after an error."""
+    if device is None:
+        first = next(model.parameters(), None)
+        device = first.device if first is not None else torch.device("cpu")
+    with eval_mode(model):
+        for m in active:
+            m.train()
+        for batch in batches:
+            x, y = to_device(batch, device)
+            with autocast():
+                out = model(x)
+            yield out, y

@@ -19,7 +19,7 @@ from torch import nn
 
 from lessonlib.bow import rows_loader
 from lessonlib.callbacks import Callback
-from lessonlib.core import eval_mode, progress, seed_everything
+from lessonlib.core import eval_outputs, progress, seed_everything
 from lessonlib.learner import Learner, accuracy
 
 
@@ -30,11 +30,18 @@ def _check_p(p: float) -> float:
     return float(p)
 
 
-def dropout_mask(shape, p: float, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
-    """A 0/1 float mask: each entry is kept (1) with probability 1-p, independently."""
+def dropout_mask(shape, p: float, generator: torch.Generator | None = None, device=None,
+                 dtype=torch.float32) -> torch.Tensor:
+    """A 0/1 mask: each entry is kept (1) with probability 1-p, independently. Every dropout in
+    lessonlib that draws a mask draws it here (the AWD-LSTM's locked and embedding dropouts too)."""
     _check_p(p)
-    keep = torch.full(tuple(shape), 1 - p, device=device)
-    return torch.bernoulli(keep, generator=generator)
+    return torch.empty(tuple(shape), device=device, dtype=dtype).bernoulli_(1 - p, generator=generator)
+
+
+def inverted_mask(like: torch.Tensor, shape, p: float) -> torch.Tensor:
+    """`dropout_mask` in `like`'s dtype and device, scaled by 1/(1-p): multiply activations by it and
+    each keeps its expected value. `shape` may broadcast (one mask per sequence, per word, ...)."""
+    return dropout_mask(shape, p, device=like.device, dtype=like.dtype).div_(1 - p)
 
 
 def dropout(x: torch.Tensor, p: float = 0.5, training: bool = True, mask: torch.Tensor | None = None,
@@ -229,20 +236,15 @@ def mc_predict(model: nn.Module, dl, n_samples: int = 50, seed: int = 0) -> tupl
     drops = [m for m in model.modules() if isinstance(m, (nn.Dropout, Dropout))]
     if not drops:
         raise ValueError("the model has no dropout layer: Monte Carlo dropout needs one")
-    device = next(model.parameters()).device
     torch.manual_seed(seed)
-    samples, targets = [], None
-    with eval_mode(model):
-        for m in drops:
-            m.train()
-        for _ in range(n_samples):
-            probs, ys = [], []
-            for x, y in dl:
-                probs.append(model(x.to(device)).float().softmax(-1).cpu())
-                ys.append(y)
-            samples.append(torch.cat(probs))
-            targets = torch.cat(ys)
-    return torch.stack(samples), targets
+    samples = []
+    for _ in range(n_samples):
+        probs, targets = [], []
+        for out, y in eval_outputs(model, dl, active=drops):
+            probs.append(out.float().softmax(-1).cpu())
+            targets.append(y.cpu())
+        samples.append(torch.cat(probs))
+    return torch.stack(samples), torch.cat(targets)
 
 
 def uncertainty_table(probs: torch.Tensor, targets: torch.Tensor) -> pd.DataFrame:

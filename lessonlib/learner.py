@@ -21,7 +21,7 @@ from torch import nn
 from lessonlib import distributed as ddp
 from lessonlib.callbacks import Distributed, NanCheck, Recorder, Scheduler
 from lessonlib.checkpoint import load_checkpoint, save_checkpoint
-from lessonlib.core import default_device, n_batches, progress
+from lessonlib.core import default_device, eval_outputs, n_batches, progress, to_device
 from lessonlib.lr_finder import lr_find
 from lessonlib.numerics import amp_dtype
 from lessonlib.schedule import get_schedule
@@ -30,17 +30,6 @@ from lessonlib.schedule import get_schedule
 def accuracy(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Share of rows whose highest score is the target class."""
     return (pred.argmax(dim=-1) == target).float().mean()
-
-
-def to_device(batch, device):
-    """Move tensors (also inside tuples, lists and dicts) to `device`; anything else is left alone."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(to_device(b, device) for b in batch)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    return batch
 
 
 def adamw(groups, fused: bool = False, **kwargs) -> torch.optim.AdamW:
@@ -190,24 +179,22 @@ class Learner:
 
     # ---- evaluation ----------------------------------------------------------------------------------
     def _batches_eval(self, dl=None, model=None):
-        """Yields (pred, y) for every batch of `dl` (by default the validation loader), in eval mode
-        without gradients, from `model` (by default the Learner's)."""
+        """`eval_outputs` of `model` (by default the Learner's) over `dl` (by default the validation
+        loader), with the callbacks told: `before_validate` once, `before_batch` before every batch."""
         if dl is None and self.valid_dl is None:
             raise ValueError("no loader to evaluate: pass one, or give the Learner a valid_dl")
         dl = dl if dl is not None else self.valid_dl
         n_batches(dl, "the loader")
-        model = model if model is not None else self.model
         self.training = False
-        model.eval()
         self.sort_callbacks()
         self.callback("before_validate")
-        with torch.no_grad():
+
+        def batches():
             for self.batch in dl:
                 self.callback("before_batch")
-                x, y = to_device(self.batch, self.device)
-                with self.autocast():
-                    pred = model(x)
-                yield pred, y
+                yield self.batch
+
+        return eval_outputs(model if model is not None else self.model, batches(), self.device, self.autocast)
 
     def evaluate(self, dl=None) -> dict:
         """{"loss": .., <metric>: ..} over `dl` (the validation loader by default), weighted by batch

@@ -80,3 +80,32 @@ def test_atomic_write_replaces_only_on_success_and_leaves_no_temp(tmp_path):
         raise RuntimeError("crash mid-write")
     assert target.read_bytes() == b"first"  # the complete old file survives a failed write
     assert sorted(p.name for p in target.parent.iterdir()) == ["file.bin"]
+
+
+def _dropout_net():
+    return torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.9))
+
+
+def test_eval_outputs_runs_in_eval_mode_without_gradients_in_batch_order():
+    net = _dropout_net().train()
+    batches = [(torch.ones(2, 4) * i, torch.tensor([i, i])) for i in range(3)]
+    outs = list(core.eval_outputs(net, batches))
+    with torch.no_grad():
+        expected = [net[0](x) for x, _ in batches]  # Linear alone: what eval-mode dropout passes on
+    assert all(torch.equal(out, e) and not out.requires_grad for (out, _), e in zip(outs, expected, strict=True))
+    assert [y.tolist() for _, y in outs] == [[0, 0], [1, 1], [2, 2]]
+    assert net.training and net[1].training  # its previous mode back
+
+
+def test_eval_outputs_keeps_the_active_modules_training():
+    net = _dropout_net().eval()
+    (out, _), = core.eval_outputs(net, [(torch.ones(64, 4), None)], active=[net[1]])
+    assert (out == 0).float().mean() > 0.5  # the dropout still drops
+    assert not net.training and not net[1].training
+
+
+def test_eval_outputs_restores_the_mode_after_an_error():
+    net = _dropout_net().train()
+    with pytest.raises(RuntimeError):
+        list(core.eval_outputs(net, [(torch.ones(2, 5), None)]))  # wrong width
+    assert net.training

