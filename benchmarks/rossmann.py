@@ -40,9 +40,9 @@ def train_and_score(train, valid, args, label: str, n_seeds: int = 1) -> dict:
     preds, seconds, flops, wall = [], 0.0, 0.0, time.perf_counter()
     for seed in range(args.seed, args.seed + n_seeds):
         cfg = SalesConfig(epochs=args.epochs, lr=args.lr, batch_size=args.bs, layers=args.layers, ps=args.ps,
-                          emb_drop=args.emb_drop, amp=args.amp, wd=args.wd)
-        run = fit_sales_model(train, valid, features.CAT_NAMES, features.CONT_NAMES, cfg, seed=seed,
-                              device="cpu")
+                          emb_drop=args.emb_drop, amp=args.amp, wd=args.wd, fast_layers=not args.plain_layers)
+        proc = TabularProcessor(features.CAT_NAMES, features.CONT_NAMES)
+        run = fit_sales_model(train, valid, proc, cfg, seed=seed, device="cpu")
         pred, targets = run.predict(run.learn.valid_dl)
         preds.append(pred.double())
         seconds += run.seconds
@@ -87,7 +87,7 @@ def throughput_probe(rows, args, rounds: int = 3, n_rows: int = 100_000) -> None
               f"matmul {result['gflops']:.1f} GFLOP/s; {peak_dtype(args)} GEMM peak {before:.1f} before / "
               f"{after:.1f} after -> {100 * result['gflops'] / peak:.0f}% of peak")
     cfg = SalesConfig(epochs=1, lr=args.lr, batch_size=args.bs, layers=args.layers, ps=args.ps,
-                      emb_drop=args.emb_drop, amp=args.amp, wd=args.wd)
+                      emb_drop=args.emb_drop, amp=args.amp, wd=args.wd, fast_layers=not args.plain_layers)
     proc = TabularProcessor(features.CAT_NAMES, features.CONT_NAMES).fit(fit_rows)
     learn = sales_learner(fit_rows.head(20 * args.bs), valid.head(1024), proc, cfg, seed=args.seed,
                           device="cpu")
@@ -141,6 +141,8 @@ def main():
     parser.add_argument("--ps", type=lambda s: tuple(float(v) for v in s.split(",")), default=(0.001, 0.01),
                         help="dropout after each hidden layer")
     parser.add_argument("--emb-drop", type=float, default=0.04)
+    parser.add_argument("--plain-layers", action="store_true",
+                        help="nn.Linear + nn.Dropout (TabularConfig's default) instead of the fast layers")
     parser.add_argument("--max-log-dev", type=float, default=0.7,
                         help="drop training days this far from their median in log Sales (reopening "
                              "days after a long closure: 1.4); 0 keeps all")

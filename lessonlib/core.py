@@ -136,9 +136,9 @@ def eval_outputs(model, batches, device=None, autocast=contextlib.nullcontext, a
     every evaluation (the Learner's, the classifier's scores and pooled features, Monte Carlo dropout).
 
     The model runs in eval mode (dropout off, batch norm on its running statistics), without
-    gradients, on `device` (by default where its parameters are; the CPU for a model without any), each call inside `autocast()`;
-    the modules in `active` stay in training mode (Monte Carlo dropout). The model gets its previous
-    mode back when the loop ends, also after an error."""
+    gradients, on `device` (by default where its parameters are; the CPU for a model without any),
+    each call inside `autocast()`; the modules in `active` stay in training mode (Monte Carlo
+    dropout). The model gets its previous mode back when the loop ends, also after an error."""
     if device is None:
         first = next(model.parameters(), None)
         device = first.device if first is not None else torch.device("cpu")

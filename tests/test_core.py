@@ -92,7 +92,8 @@ def test_eval_outputs_runs_in_eval_mode_without_gradients_in_batch_order():
     outs = list(core.eval_outputs(net, batches))
     with torch.no_grad():
         expected = [net[0](x) for x, _ in batches]  # Linear alone: what eval-mode dropout passes on
-    assert all(torch.equal(out, e) and not out.requires_grad for (out, _), e in zip(outs, expected, strict=True))
+    assert all(torch.equal(out, e) and not out.requires_grad
+               for (out, _), e in zip(outs, expected, strict=True))
     assert [y.tolist() for _, y in outs] == [[0, 0], [1, 1], [2, 2]]
     assert net.training and net[1].training  # its previous mode back
 

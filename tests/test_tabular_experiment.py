@@ -13,6 +13,7 @@ from lessonlib.tabular import features
 from lessonlib.tabular.experiment import SalesConfig, fit_sales_model, lesson_style_rmspe
 from lessonlib.tabular.loader import frame_loader
 from lessonlib.tabular.model import exp_rmspe, rmspe_log_scale
+from lessonlib.tabular.preprocess import TabularProcessor
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def small_run(tmp_path):
     fit, valid = features.split(features.sales_rows(train), ("2015-07-29", "2015-07-31"))
     cfg = SalesConfig(epochs=2, lr=1e-2, batch_size=4, layers=(8,), ps=(0.0,))
     cats, conts = ["Store", "DayOfWeek"], ["trend", "Promo"]
-    run = fit_sales_model(fit, valid, cats, conts, cfg, show=False, device="cpu")
+    run = fit_sales_model(fit, valid, TabularProcessor(cats, conts), cfg, show=False, device="cpu")
     return run, fit, valid
 
 
@@ -58,8 +59,8 @@ def test_fit_sales_model_fits_the_rmspe_scale_on_training_rows_only(tmp_path):
     cfg = SalesConfig(epochs=2, lr=1e-2, batch_size=4, layers=(8,), ps=(0.0,))
     kw = dict(show=False, device="cpu", seed=3)
     cats, conts = ["Store", "DayOfWeek"], ["trend", "Promo"]
-    plain = fit_sales_model(fit, valid, cats, conts, replace(cfg, rmspe_scale=False), **kw)
-    scaled = fit_sales_model(fit, valid, cats, conts, cfg, **kw)
+    plain = fit_sales_model(fit, valid, TabularProcessor(cats, conts), replace(cfg, rmspe_scale=False), **kw)
+    scaled = fit_sales_model(fit, valid, TabularProcessor(cats, conts), cfg, **kw)
     assert plain.model.log_scale.item() == 0.0
     shift = scaled.model.log_scale.item()
     train_dl = frame_loader(plain.proc, fit, batch_size=64)
@@ -76,7 +77,7 @@ def test_fit_sales_model_caps_predictions_per_store_from_training_rows(tmp_path)
     cfg = SalesConfig(epochs=1, lr=1e-2, batch_size=4, layers=(8,), ps=(0.0,))
     kw = dict(show=False, device="cpu")
     columns = ["Store", "DayOfWeek"], ["trend", "Promo"]
-    run = fit_sales_model(fit, valid, *columns, cfg, **kw)
+    run = fit_sales_model(fit, valid, TabularProcessor(*columns), cfg, **kw)
     model = run.model
     best = np.log(fit.groupby("Store")["Sales"].max())
     codes = run.proc.codes(pd.DataFrame({"Store": best.index}), "Store")
@@ -85,10 +86,10 @@ def test_fit_sales_model_caps_predictions_per_store_from_training_rows(tmp_path)
     preds, _ = run.predict(run.learn.valid_dl)
     cats, _ = run.proc.transform(valid)
     assert (preds <= model.log_cap[torch.from_numpy(cats[:, 0])] + 1e-6).all()
-    plain = fit_sales_model(fit, valid, *columns, replace(cfg, cap_by=None), **kw)
+    plain = fit_sales_model(fit, valid, TabularProcessor(*columns), replace(cfg, cap_by=None), **kw)
     assert plain.model.log_cap is None
     with pytest.raises(ValueError, match="cap_by='Region' is not one of the categorical columns"):
-        fit_sales_model(fit, valid, *columns, replace(cfg, cap_by="Region"), **kw)
+        fit_sales_model(fit, valid, TabularProcessor(*columns), replace(cfg, cap_by="Region"), **kw)
 
 
 def test_lesson_style_rmspe_batches_rows_newest_date_first_then_by_store():

@@ -1,14 +1,19 @@
 """Entity-embedding model, size rules, exp-RMSPE and the index-based loader."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
+from lessonlib.onednn_linear import OneDNNLinear
+from lessonlib.small_p_dropout import SmallPDropout
 from lessonlib.tabular.loader import TensorLoader
 from lessonlib.tabular.model import (
     Calibrated,
+    TabularConfig,
     TabularModel,
     batch_exp_rmspe,
     emb_size_fastai2,
@@ -43,14 +48,14 @@ def test_emb_sizes_applies_the_named_rule_or_a_callable():
 
 
 def test_model_shapes_and_output_range():
-    model = TabularModel([5, 3], 2, layers=(16, 8), ps=(0.1, 0.1), y_range=(0.0, 2.0)).eval()
+    model = TabularModel([5, 3], 2, TabularConfig(layers=(16, 8), ps=(0.1, 0.1)), y_range=(0.0, 2.0)).eval()
     out = model(batch())
     assert out.shape == (8,) and (out >= 0).all() and (out <= 2).all()
     assert model.n_inputs == emb_size_lesson(5) + emb_size_lesson(3) + 2
 
 
 def test_one_hot_variant_is_frozen_identity():
-    model = TabularModel([5, 3], 2, layers=(4,), ps=(0.0,), one_hot=True)
+    model = TabularModel([5, 3], 2, TabularConfig(layers=(4,), ps=(0.0,), one_hot=True))
     assert model.n_inputs == 5 + 3 + 2
     assert not any(e.weight.requires_grad for e in model.embeds)
     torch.testing.assert_close(model.embeds[0](torch.tensor([2]))[0], torch.eye(5)[2])
@@ -60,7 +65,7 @@ def test_model_learns_a_category_effect():
     torch.manual_seed(0)
     cats, conts = batch(n=256, cards=(4,), n_cont=1, seed=1)
     y = torch.tensor([1.0, 2.0, 3.0, 4.0])[cats[:, 0]]
-    model = TabularModel([4], 1, layers=(16,), ps=(0.0,), emb_drop=0.0)
+    model = TabularModel([4], 1, TabularConfig(layers=(16,), ps=(0.0,), emb_drop=0.0))
     opt = torch.optim.Adam(model.parameters(), lr=3e-2)
     for _ in range(100):
         loss = torch.nn.functional.mse_loss(model((cats, conts)), y)
@@ -72,7 +77,7 @@ def test_model_learns_a_category_effect():
 
 def test_model_rejects_wrong_inputs():
     with pytest.raises(ValueError, match="dropout"):
-        TabularModel([5], 1, layers=(4, 4), ps=(0.1,))
+        TabularModel([5], 1, TabularConfig(layers=(4, 4), ps=(0.1,)))
     with pytest.raises(ValueError, match="categorical columns"):
         TabularModel([5], 2)(batch(cards=(5, 3)))
 
@@ -124,7 +129,8 @@ def test_loader_covers_every_row_once_in_seeded_order():
 
 
 def test_y_init_starts_predictions_at_the_given_value():
-    model = TabularModel([5, 3], 2, layers=(16,), ps=(0.0,), y_range=(0.0, 12.0), y_init=8.5).eval()
+    model = TabularModel([5, 3], 2, TabularConfig(layers=(16,), ps=(0.0,)), y_range=(0.0, 12.0),
+                         y_init=8.5).eval()
     out = model(batch(n=64))
     assert (out - 8.5).abs().max() < 0.5
     with pytest.raises(ValueError, match="inside y_range"):
@@ -135,7 +141,8 @@ def test_output_stays_fp32_under_bf16_autocast():
     """The hidden layers may run in bf16, the head and sigmoid must not: in bf16 a log-Sales output
     near 9 could only take values 1/16 apart."""
     torch.manual_seed(0)
-    model = TabularModel([5, 3], 2, layers=(16,), ps=(0.0,), y_range=(0.0, 12.0), y_init=9.0).eval()
+    model = TabularModel([5, 3], 2, TabularConfig(layers=(16,), ps=(0.0,)), y_range=(0.0, 12.0),
+                         y_init=9.0).eval()
     x = batch(n=256)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(x)
@@ -145,8 +152,26 @@ def test_output_stays_fp32_under_bf16_autocast():
     assert (out - model(x)).abs().max() < 0.05  # the same function, hidden layers rounded
 
 
+def test_plain_layers_by_default_fast_layers_on_request():
+    plain = TabularModel([5, 3], 2, TabularConfig(layers=(8,), ps=(0.1,)))
+    fast = TabularModel([5, 3], 2, TabularConfig(layers=(8,), ps=(0.1,), fast_layers=True))
+    kinds = lambda m: {type(x) for x in m.modules()}  # noqa: E731
+    assert {OneDNNLinear, SmallPDropout} & kinds(plain) == set() and nn.Dropout in kinds(plain)
+    assert {OneDNNLinear, SmallPDropout} <= kinds(fast)
+
+
+def test_fast_layers_compute_the_plain_network():
+    cfg = TabularConfig(layers=(16, 8), ps=(0.1, 0.1))
+    plain = TabularModel([5, 3], 2, cfg, y_range=(0.0, 12.0)).eval()
+    fast = TabularModel([5, 3], 2, replace(cfg, fast_layers=True), y_range=(0.0, 12.0)).eval()
+    # the same parameters and buffers in the same order (the fast blocks have no separate ReLU module)
+    fast.load_state_dict(dict(zip(fast.state_dict(), plain.state_dict().values(), strict=True)))
+    x = batch(n=64)
+    torch.testing.assert_close(fast(x), plain(x))
+
+
 def test_embedding_weights_leave_out_the_unknown_row():
-    model = TabularModel([5, 3], n_cont=2, layers=(4,), ps=(0.1,))
+    model = TabularModel([5, 3], 2, TabularConfig(layers=(4,), ps=(0.1,)))
     weights = embedding_weights(model, ["a", "b"], "b")
     assert weights.shape == (2, model.embeds[1].weight.shape[1]) and weights.dtype == np.float64
     np.testing.assert_array_equal(weights, model.embeds[1].weight.detach().numpy()[1:])
@@ -166,7 +191,8 @@ def test_rmspe_log_scale_is_the_rmspe_optimal_factor():
 
 
 def test_calibrated_shifts_the_output_and_saves_the_shift():
-    net = TabularModel([5, 3], 2, layers=(8,), ps=(0.0,), y_range=(0.0, 12.0), y_init=8.5).eval()
+    net = TabularModel([5, 3], 2, TabularConfig(layers=(8,), ps=(0.0,)), y_range=(0.0, 12.0),
+                       y_init=8.5).eval()
     x = batch()
     model = Calibrated(net, log_scale=-0.25).eval()
     torch.testing.assert_close(model(x), net(x) - 0.25)
@@ -187,7 +213,8 @@ def test_log_ceilings_per_code_with_margin():
 
 def test_calibrated_caps_outputs_by_the_row_code():
     torch.manual_seed(0)
-    net = TabularModel([3, 4], 1, sizes=[2, 2], layers=(8,), ps=(0.0,), y_range=(0.0, 20.0)).eval()
+    net = TabularModel([3, 4], 1, TabularConfig(layers=(8,), ps=(0.0,)), sizes=[2, 2],
+                       y_range=(0.0, 20.0)).eval()
     cats = torch.tensor([[1, 1], [1, 2], [2, 3], [0, 0]])
     x = (cats, torch.zeros(4, 1))
     model = Calibrated(net, cap_input=1, log_cap=[0.5, 100.0, 1.0, 100.0])

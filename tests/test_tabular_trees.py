@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lessonlib.tabular.model import TabularModel, embedded, exp_rmspe, rmspe_log_scale
+from lessonlib.tabular.model import TabularConfig, TabularModel, embedded, exp_rmspe, rmspe_log_scale
 from lessonlib.tabular.preprocess import TabularProcessor
-from lessonlib.tabular.trees import blend, fit_sales_trees, group_means, lookup_means
+from lessonlib.tabular.trees import TreeConfig, blend, fit_sales_trees, group_means, lookup_means
 
 
 def sales_table(n_days=120, stores=(1, 2, 3), seed=0):
@@ -41,7 +41,7 @@ def test_trees_learn_the_store_weekday_and_promo_pattern():
     df = sales_table()
     fit, valid = df[df["Date"] < "2014-04-01"], df[df["Date"] >= "2014-04-01"]
     proc = TabularProcessor(["Store", "DayOfWeek", "Promo"], ["Temp"]).fit(fit)
-    trees = fit_sales_trees(fit, proc, max_iter=100, max_leaf_nodes=15)
+    trees = fit_sales_trees(fit, proc, TreeConfig(max_iter=100, max_leaf_nodes=15))
     log_y = np.log(valid["Sales"].to_numpy())
     got = exp_rmspe(trees.predict_log(valid), log_y).item()
     flat = exp_rmspe(np.full(len(valid), np.log(fit["Sales"]).mean()), log_y).item()
@@ -51,8 +51,8 @@ def test_trees_learn_the_store_weekday_and_promo_pattern():
 def test_trees_rmspe_factor_is_fitted_on_training_rows():
     df = sales_table(n_days=60)
     proc = TabularProcessor(["Store", "DayOfWeek", "Promo"], ["Temp"]).fit(df)
-    plain = fit_sales_trees(df, proc, max_iter=20, rmspe_scale=False)
-    scaled = fit_sales_trees(df, proc, max_iter=20)
+    plain = fit_sales_trees(df, proc, TreeConfig(max_iter=20, rmspe_scale=False))
+    scaled = fit_sales_trees(df, proc, TreeConfig(max_iter=20))
     assert plain.log_scale == 0.0
     log_y = np.log(df["Sales"].to_numpy())
     assert scaled.log_scale == pytest.approx(rmspe_log_scale(plain.predict_log(df), log_y))
@@ -72,7 +72,7 @@ def test_blend_is_a_weighted_mean_of_logs():
 
 
 def test_embedded_replaces_each_code_by_its_embedding_row():
-    net = TabularModel([4, 3], 0, sizes=[2, 5], layers=(4,), ps=(0.0,))
+    net = TabularModel([4, 3], 0, TabularConfig(layers=(4,), ps=(0.0,)), sizes=[2, 5])
     cats = np.array([[1, 2], [3, 0]])
     got = embedded(net, cats)
     assert got.shape == (2, 7) and got.dtype == np.float64
@@ -84,8 +84,8 @@ def test_trees_on_embedding_vectors_take_them_as_numbers_and_learn():
     df = sales_table()
     fit, valid = df[df["Date"] < "2014-04-01"], df[df["Date"] >= "2014-04-01"]
     proc = TabularProcessor(["Store", "DayOfWeek", "Promo"], ["Temp"]).fit(fit)
-    net = TabularModel(proc.cardinalities, 1, layers=(4,), ps=(0.0,))
-    trees = fit_sales_trees(fit, proc, max_iter=100, max_leaf_nodes=15, embeddings=net)
+    net = TabularModel(proc.cardinalities, 1, TabularConfig(layers=(4,), ps=(0.0,)))
+    trees = fit_sales_trees(fit, proc, TreeConfig(max_iter=100, max_leaf_nodes=15), embeddings=net)
     width = sum(e.embedding_dim for e in net.embeds)
     assert trees.inputs(valid).shape[1] == width + 1 + 4  # vectors, Temp, the four group means
     assert not any(trees.model.categorical_features)  # vectors are split as numbers

@@ -14,9 +14,9 @@ from lessonlib.learner import Learner, adamw
 from lessonlib.tabular.loader import TensorLoader, frame_loader
 from lessonlib.tabular.model import (
     Calibrated,
+    TabularConfig,
     TabularModel,
     batch_exp_rmspe,
-    emb_sizes,
     exp_rmspe,
     log_ceilings,
     rmspe_log_scale,
@@ -25,19 +25,14 @@ from lessonlib.tabular.model import (
 from lessonlib.tabular.preprocess import TabularProcessor
 
 
-@dataclass(frozen=True)
-class SalesConfig:
-    """The network and its training for one Rossmann run (the defaults are the lesson's network).
-    `dataclasses.replace(cfg, one_hot=True)` makes a variant."""
+@dataclass(frozen=True, kw_only=True)
+class SalesConfig(TabularConfig):
+    """One Rossmann run: the network's shape (the `TabularConfig` fields) and how it trains and
+    predicts. `dataclasses.replace(cfg, one_hot=True)` makes a variant."""
 
     epochs: int
     lr: float
     batch_size: int = 512
-    layers: tuple = (1000, 500)            # hidden layer widths
-    ps: tuple = (0.001, 0.01)              # dropout after each hidden layer
-    emb_drop: float = 0.04                 # dropout on the concatenated embeddings
-    size_rule: str = "lesson"              # embedding widths: "lesson" or "fastai2" (see emb_sizes)
-    one_hot: bool = False                  # one-hot inputs instead of learned embeddings
     wd: float = 0.01                       # AdamW's decoupled weight decay
     clip: float | None = 1.0               # max global gradient norm (None: no clipping)
     cap_by: str | None = "Store"           # cap predictions per value of this column (None: no cap)
@@ -67,17 +62,15 @@ def sales_learner(train: pd.DataFrame, valid: pd.DataFrame, proc: TabularProcess
     train_dl = frame_loader(proc, train, batch_size=cfg.batch_size, shuffle=True, seed=seed)
     valid_dl = frame_loader(proc, valid, batch_size=4096)
     log_y = np.log(train["Sales"].to_numpy())
-    net = TabularModel(proc.cardinalities, len(proc.cont_names), sizes=emb_sizes(proc.cardinalities,
-                       cfg.size_rule), layers=cfg.layers, ps=cfg.ps, emb_drop=cfg.emb_drop,
-                       y_range=y_range_for(log_y), y_init=float(log_y.mean()), one_hot=cfg.one_hot)
+    net = TabularModel(proc.cardinalities, len(proc.cont_names), cfg, y_range=y_range_for(log_y),
+                       y_init=float(log_y.mean()))
     return Learner(net, train_dl, valid_dl, F.mse_loss, device=device, amp=cfg.amp, wd=cfg.wd,
                    clip=cfg.clip, opt_func=partial(adamw, fused=True))
 
 
-def fit_sales_model(train: pd.DataFrame, valid: pd.DataFrame, cat_names, cont_names, cfg: SalesConfig,
-                    seed: int = 42, proc: TabularProcessor | None = None, show: bool = True,
-                    device=None) -> Run:
-    """Fit the processing on `train` (unless a fitted `proc` is given), train the network on log(Sales)
+def fit_sales_model(train: pd.DataFrame, valid: pd.DataFrame, proc: TabularProcessor, cfg: SalesConfig,
+                    seed: int = 42, show: bool = True, device=None) -> Run:
+    """Fit the processing `proc` on `train` (unless it is fitted already), train the network on log(Sales)
     with MSE and the one-cycle schedule, and score exp-RMSPE on `valid`.
 
     `cfg.clip` bounds the gradient norm: without it a seed now and then pushes a rare input (the day
@@ -87,7 +80,8 @@ def fit_sales_model(train: pd.DataFrame, valid: pd.DataFrame, cat_names, cont_na
     above the most it sold in a training row (`log_ceilings`). Then, with `cfg.rmspe_scale`, the output
     is shifted by `rmspe_log_scale` of the predictions on the training rows (the RMSPE-optimal factor on
     Sales, fitted without looking at `valid`)."""
-    proc = proc or TabularProcessor(cat_names, cont_names).fit(train)
+    if not proc.fitted:
+        proc.fit(train)
     cap_by = cfg.cap_by
     if cap_by is not None and cap_by not in proc.all_cat_names:
         raise ValueError(f"cap_by={cap_by!r} is not one of the categorical columns {proc.all_cat_names}; "
@@ -98,7 +92,7 @@ def fit_sales_model(train: pd.DataFrame, valid: pd.DataFrame, cat_names, cont_na
     learn.fit(cfg.epochs, cfg.lr, show=show)
     log_cap = None if cap_by is None else log_ceilings(train_dl.cats[:, cap_input], train_dl.y,
                                                        proc.cardinalities[cap_input])
-    model = Calibrated(net, 0.0, cap_input, log_cap).to(learn.device)
+    model = Calibrated(net, 0.0, cap_input, log_cap).to(learn.device).eval()
     if cfg.rmspe_scale:  # the training rows' tensors again, in order
         fit_rows = TensorLoader(train_dl.cats, train_dl.conts, train_dl.y, batch_size=8192)
         model.log_scale.fill_(rmspe_log_scale(*learn.get_preds(fit_rows, model=model)))

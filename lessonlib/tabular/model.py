@@ -1,6 +1,7 @@
 """Entity-embedding network for tables, embedding-size rules and the exp-RMSPE metric."""
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,11 +30,28 @@ def emb_sizes(cardinalities, rule="lesson") -> list:
     return [fn(c) for c in cardinalities]
 
 
+@dataclass(frozen=True)
+class TabularConfig:
+    """A `TabularModel`'s shape (the defaults are the 2018 lesson's network).
+    `dataclasses.replace(cfg, one_hot=True)` makes a variant."""
+
+    layers: tuple = (1000, 500)            # hidden layer widths
+    ps: tuple = (0.001, 0.01)              # dropout after each hidden layer
+    emb_drop: float = 0.04                 # dropout on the concatenated embeddings
+    size_rule: str = "lesson"              # embedding widths: "lesson" or "fastai2" (see emb_sizes)
+    one_hot: bool = False                  # one-hot inputs instead of learned embeddings
+    fast_layers: bool = False              # OneDNNLinear + SmallPDropout instead of nn.Linear + nn.Dropout
+
+
 class TabularModel(nn.Module):
     """Embeddings for the categories + batch-normed continuous inputs -> Linear-ReLU-BN-Dropout blocks ->
-    Linear, squashed by a sigmoid into `y_range` when given. The Linear layers are `OneDNNLinear`
-    (nn.Linear with its bias and ReLU written by the product itself on fp32 CPUs) and the dropouts
-    `SmallPDropout` (nn.Dropout's distribution, drawing only the positions it drops).
+    Linear, squashed by a sigmoid into `y_range` when given. Embedding widths follow
+    `config.size_rule` unless `sizes` gives one per categorical input.
+
+    With `config.fast_layers` the Linear layers are `OneDNNLinear` (nn.Linear with its bias and ReLU
+    written by the product itself on fp32 CPUs) and the dropouts `SmallPDropout` (nn.Dropout's
+    distribution, drawing only the positions it drops): the same network, computed faster on a CPU
+    (benchmarks/rossmann.py times both), with other random draws for its dropouts.
 
     Under autocast (e.g. bf16) the hidden layers run in low precision but the head and the sigmoid
     stay in fp32: bf16 keeps 8 significant bits, so a log-Sales output near 9 could only move in
@@ -42,39 +60,43 @@ class TabularModel(nn.Module):
     `y_init` (e.g. the mean training target) starts the output there: the head's bias is set to give
     it and its weights start small, so the first epoch is not spent undoing a random offset.
 
-    With `one_hot=True` each category is fed as a one-hot vector instead (a frozen identity
+    With `config.one_hot` each category is fed as a one-hot vector instead (a frozen identity
     "embedding" whose width is the number of codes), so the same network can be compared without
     learned embeddings.
     """
 
-    def __init__(self, cardinalities, n_cont: int, sizes=None, layers=(1000, 500), ps=(0.001, 0.01),
-                 emb_drop: float = 0.04, y_range=None, one_hot: bool = False,
-                 y_init: float | None = None):
+    def __init__(self, cardinalities, n_cont: int, config: TabularConfig = TabularConfig(), sizes=None,
+                 y_range=None, y_init: float | None = None):
         super().__init__()
-        cardinalities = list(cardinalities)
-        if len(ps) != len(layers):
-            raise ValueError(f"need one dropout probability per hidden layer: {len(layers)} layers, ps={ps}")
-        if one_hot:
+        cfg, cardinalities = config, list(cardinalities)
+        if len(cfg.ps) != len(cfg.layers):
+            raise ValueError(f"need one dropout probability per hidden layer: {len(cfg.layers)} layers, "
+                             f"ps={cfg.ps}")
+        if cfg.one_hot:
             sizes = list(cardinalities)
         elif sizes is None:
-            sizes = emb_sizes(cardinalities)
+            sizes = emb_sizes(cardinalities, cfg.size_rule)
         if len(sizes) != len(cardinalities):
             raise ValueError(f"{len(sizes)} embedding sizes for {len(cardinalities)} categorical inputs")
         self.embeds = nn.ModuleList(nn.Embedding(c, s) for c, s in zip(cardinalities, sizes, strict=True))
-        if one_hot:
+        if cfg.one_hot:
             for emb, c in zip(self.embeds, cardinalities, strict=True):
                 emb.weight.data.copy_(torch.eye(c))
                 emb.weight.requires_grad_(False)
-        self.one_hot = one_hot
-        self.emb_drop = SmallPDropout(0.0 if one_hot else emb_drop)
+        self.one_hot = cfg.one_hot
+        dropout = SmallPDropout if cfg.fast_layers else nn.Dropout
+        self.emb_drop = dropout(0.0 if cfg.one_hot else cfg.emb_drop)
         self.bn_cont = nn.BatchNorm1d(n_cont) if n_cont else None
         self.n_cont = n_cont
         blocks, width = [], sum(sizes) + n_cont
-        for out, p in zip(layers, ps, strict=True):
-            blocks += [OneDNNLinear(width, out, relu=True), nn.BatchNorm1d(out), SmallPDropout(p)]
+        for out, p in zip(cfg.layers, cfg.ps, strict=True):
+            if cfg.fast_layers:
+                blocks += [OneDNNLinear(width, out, relu=True), nn.BatchNorm1d(out), SmallPDropout(p)]
+            else:
+                blocks += [nn.Linear(width, out), nn.ReLU(), nn.BatchNorm1d(out), nn.Dropout(p)]
             width = out
         self.layers = nn.Sequential(*blocks)
-        self.head = OneDNNLinear(width, 1)
+        self.head = OneDNNLinear(width, 1) if cfg.fast_layers else nn.Linear(width, 1)
         self.y_range = None if y_range is None else tuple(float(v) for v in y_range)
         for m in self.modules():
             if isinstance(m, nn.Linear):

@@ -64,27 +64,36 @@ class SalesTrees:
         return self.model.predict(self.inputs(df)) + self.log_scale
 
 
-def fit_sales_trees(train: pd.DataFrame, proc: TabularProcessor, *, max_iter: int = 1000,
-                    max_leaf_nodes: int = 63, learning_rate: float = 0.1, groups=STORE_GROUPS,
-                    seed: int = 42, rmspe_scale: bool = True,
-                    embeddings: TabularModel | None = None) -> SalesTrees:
-    """Fit the trees on log(Sales) of `train` with the fitted `proc`; with `rmspe_scale` their output is
-    shifted by `rmspe_log_scale` of their predictions on the training rows, as `fit_sales_model` does.
-    With `embeddings` (a network trained on `proc`'s codes) the categories enter as its embedding
-    vectors, plain numbers to split on, instead of codes split as categories."""
+@dataclass(frozen=True)
+class TreeConfig:
+    """The trees' settings (scikit-learn's HistGradientBoostingRegressor) and what they read."""
+
+    max_iter: int = 1000                   # boosting rounds
+    max_leaf_nodes: int = 63
+    learning_rate: float = 0.1
+    groups: tuple = STORE_GROUPS           # key columns whose mean log(Sales) become inputs
+    rmspe_scale: bool = True               # the RMSPE-optimal output factor, fitted on training rows
+
+
+def fit_sales_trees(train: pd.DataFrame, proc: TabularProcessor, cfg: TreeConfig = TreeConfig(),
+                    seed: int = 42, embeddings: TabularModel | None = None) -> SalesTrees:
+    """Fit the trees of `cfg` on log(Sales) of `train` with the fitted `proc`; with `cfg.rmspe_scale`
+    their output is shifted by `rmspe_log_scale` of their predictions on the training rows, as
+    `fit_sales_model` does. With `embeddings` (a network trained on `proc`'s codes) the categories enter
+    as its embedding vectors, plain numbers to split on, instead of codes split as categories."""
     if not proc.fitted:
         raise ValueError("fit_sales_trees needs a fitted TabularProcessor: call proc.fit(train) first")
     if embeddings is None:
         is_cat = [c <= MAX_CATEGORIES for c in proc.cardinalities]
     else:
         is_cat = [False] * sum(e.embedding_dim for e in embeddings.embeds)
-    is_cat += [False] * (len(proc.cont_names) + len(groups))
-    trees = SalesTrees(proc, group_means(train, groups), HistGradientBoostingRegressor(
-        max_iter=max_iter, max_leaf_nodes=max_leaf_nodes, learning_rate=learning_rate,
+    is_cat += [False] * (len(proc.cont_names) + len(cfg.groups))
+    trees = SalesTrees(proc, group_means(train, cfg.groups), HistGradientBoostingRegressor(
+        max_iter=cfg.max_iter, max_leaf_nodes=cfg.max_leaf_nodes, learning_rate=cfg.learning_rate,
         categorical_features=is_cat, early_stopping=False, random_state=seed), embeddings=embeddings)
     x, log_y = trees.inputs(train), np.log(train["Sales"].to_numpy(dtype=np.float64))
     trees.model.fit(x, log_y)
-    if rmspe_scale:
+    if cfg.rmspe_scale:
         trees.log_scale = rmspe_log_scale(trees.model.predict(x), log_y)
     return trees
 
