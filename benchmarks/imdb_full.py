@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from lessonlib import distributed as ddp  # noqa: E402
 from lessonlib.callbacks import Callback  # noqa: E402
 from lessonlib.text.classifier_data import ClassificationDataset, imdb_classifier_data  # noqa: E402
-from lessonlib.text.fine_tune import train_classifier  # noqa: E402
+from lessonlib.text.fine_tune import FineTuneConfig, classifier_learner, gradual_unfreezing  # noqa: E402
 from lessonlib.text.lm import imdb_language_model  # noqa: E402
 
 
@@ -132,8 +132,9 @@ def main():
         data.train = subset(data.train, args.check * args.bs * world, args.seed)
         data.test = subset(data.test, 4 * args.bs * world, args.seed)
     timer = TrainTimer(lambda batch: int((batch[0] != vocab.pad_id).sum()))
-    learn = train_classifier(lm_file, data, pretrained=True, seed=args.seed, stages=(lrs, epochs), bs=args.bs,
-                             show=main_proc, max_len=args.max_len, callbacks=[timer])
+    cfg = FineTuneConfig(bs=args.bs, max_len=args.max_len)
+    learn = classifier_learner(lm_file, data, cfg, pretrained=True, seed=args.seed, callbacks=[timer])
+    gradual_unfreezing(learn, lrs, epochs, factor=1.0, show=main_proc)  # one LR for every layer group
     test_acc = float(learn.evaluate(data.test_loader(args.bs))["acc"])  # the test set, read once
     if main_proc:
         rate = timer.tokens * world / max(timer.seconds, 1e-9)  # every process trains the same amount

@@ -91,18 +91,20 @@ def n_tokens(docs) -> int:
 
 
 def fit_lm(docs, valid_docs, vocab, cfg, epochs, seed, amp, callbacks=()):
-    """The notebook-04 LM recipe (train_lm) on these id arrays."""
-    from lessonlib.text.lm import LMData, train_lm
+    """The notebook-04 LM recipe (lm_learner, one-cycle at cfg.lr) on these id arrays."""
+    from lessonlib.text.lm import LMData, lm_learner
 
     data = LMData([], [], vocab, docs, valid_docs)
-    return train_lm(data, "awd", cfg, seed=seed, epochs=epochs, amp=amp, callbacks=callbacks)
+    learn = lm_learner(data, "awd", cfg, seed=seed, amp=amp, callbacks=callbacks)
+    learn.fit(epochs, cfg.lr)
+    return learn
 
 
 def run(args, work: Path) -> None:
     """The time-boxed pipeline; `work` holds the saved encoders."""
     from lessonlib.core import seed_everything
     from lessonlib.text.classifier_data import ClassificationDataset, ClassifierData
-    from lessonlib.text.fine_tune import train_classifier
+    from lessonlib.text.fine_tune import FineTuneConfig, classifier_learner, gradual_unfreezing
     from lessonlib.text.saved import save_encoder
 
     start = time.perf_counter()
@@ -173,16 +175,18 @@ def run(args, work: Path) -> None:
 
     # 3. fine-tuning from the LM (ULMFiT stages by default) and, with --scratch-epochs, from scratch
     t = time.perf_counter()
-    learn = train_classifier(lm_file, clf, pretrained=True, seed=args.seed, stages=(args.lrs, args.stages),
-                             factor=args.factor, bs=args.bs, show=True, amp=amp)
+    tuned = FineTuneConfig(bs=args.bs)
+    learn = classifier_learner(lm_file, clf, tuned, pretrained=True, seed=args.seed, amp=amp)
+    gradual_unfreezing(learn, args.lrs, args.stages, factor=args.factor)
     test_acc = float(learn.evaluate(clf.test_loader(args.bs))["acc"])  # the test set, read once
     print(f"LM-initialised classifier fine-tuned in {time.perf_counter() - t:.0f}s: "
           f"test accuracy {test_acc:.4f}")
     record(test_accuracy=test_acc)
     if args.scratch_epochs:
         t = time.perf_counter()
-        learn = train_classifier(lm_file, clf, pretrained=False, seed=args.seed, lr=args.scratch_lr,
-                                 epochs=args.scratch_epochs, bs=args.bs, show=True, amp=amp)
+        scratch = FineTuneConfig(bs=args.bs)
+        learn = classifier_learner(lm_file, clf, scratch, pretrained=False, seed=args.seed, amp=amp)
+        learn.fit(args.scratch_epochs, args.scratch_lr)
         record(scratch_test_accuracy=float(learn.evaluate(clf.test_loader(args.bs))["acc"]),
                scratch_epochs=args.scratch_epochs)
         print(f"from scratch ({args.scratch_epochs} epochs at {args.scratch_lr:g}): test accuracy "
@@ -197,7 +201,7 @@ def measure_rates(args, cfg, preset, vocab, lm_train, lm_valid, clf, work):
     """(amp, rates): LM training tokens/s at the recipe's bs and at `cfg`'s (bf16 autocast, or fp32 if
     that fails), and the classifier's training (all layers) and evaluation tokens/s."""
     from lessonlib.text.classifier_data import ClassifierData
-    from lessonlib.text.fine_tune import train_classifier
+    from lessonlib.text.fine_tune import FineTuneConfig, classifier_learner
     from lessonlib.text.lm import build_lm
     from lessonlib.text.saved import save_encoder
 
@@ -220,8 +224,9 @@ def measure_rates(args, cfg, preset, vocab, lm_train, lm_valid, clf, work):
     small = ClassifierData(vocab, subset(clf.train, 40 * args.bs, seed=0),
                            subset(clf.test, 40 * args.bs, seed=0))
     timer = TrainTimer(lambda b: int((b[0] != vocab.pad_id).sum()), warmup=15)
-    learn = train_classifier(untrained, small, pretrained=False, seed=args.seed, epochs=1,
-                             bs=args.bs, show=False, callbacks=[timer], amp=amp)
+    learn = classifier_learner(untrained, small, FineTuneConfig(bs=args.bs), pretrained=False, seed=args.seed,
+                               callbacks=[timer], amp=amp)
+    learn.fit(1, FineTuneConfig.lr, show=False)
     t = TrainTimer.now()
     learn.evaluate(small.test_loader(args.bs))
     eval_rate = int(small.test.lengths.sum()) / (TrainTimer.now() - t)

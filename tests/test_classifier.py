@@ -3,9 +3,10 @@ import pytest
 import torch
 from test_classifier_data import random_reviews, small_vocab
 
-from lessonlib.text.awd_lstm import AWDLSTM
+from lessonlib.text.awd_lstm import AWDLSTM, AWDConfig
 from lessonlib.text.classifier import (
     ChunkedEncoder,
+    ClassifierConfig,
     PoolingHead,
     TextClassifier,
     classifier_from_lm,
@@ -27,7 +28,7 @@ PAD = 1
 def tiny_encoder(vocab=30, d=8, seed=0):
     """A small AWD-LSTM, dropouts on, that records the length of every chunk it is called on."""
     torch.manual_seed(seed)
-    enc = AWDLSTM(vocab, emb_size=d, n_hid=12, n_layers=2, pad_id=PAD)
+    enc = AWDLSTM(AWDConfig(vocab, emb_size=d, n_hid=12, n_layers=2, pad_id=PAD))
     enc.calls = []
     enc.register_forward_pre_hook(lambda m, args: m.calls.append(args[0].shape[1]))
     return enc
@@ -57,7 +58,7 @@ def test_concat_pool_ignores_padding_positions():
 
 
 def test_padding_never_changes_the_classifier_output():
-    model = TextClassifier(tiny_encoder(), d=8, pad_idx=PAD, bptt=5, max_len=12).eval()
+    model = TextClassifier(tiny_encoder(), 8, PAD, ClassifierConfig(bptt=5, max_len=12)).eval()
     review = torch.randint(2, 30, (1, 17))
     alone = model(review)
     padded = torch.cat([review, torch.full((1, 23), PAD)], dim=1)
@@ -83,7 +84,7 @@ def test_chunked_encoder_keeps_only_the_last_max_len_tokens_and_runs_every_chunk
 
 
 def test_early_chunks_carry_no_gradient():
-    model = TextClassifier(tiny_encoder(), d=8, pad_idx=PAD, bptt=10, max_len=10)
+    model = TextClassifier(tiny_encoder(), d=8, pad_idx=PAD, config=ClassifierConfig(bptt=10, max_len=10))
     tokens = torch.randint(2, 30, (2, 50))
     model(tokens).sum().backward()
     grad = model.encoder.embedding.weight.grad
@@ -94,8 +95,8 @@ def test_early_chunks_carry_no_gradient():
 
 def test_a_100_000_token_review_is_read_in_chunks():
     torch.manual_seed(0)
-    enc = AWDLSTM(30, emb_size=4, n_hid=4, n_layers=1, pad_id=PAD)
-    model = TextClassifier(enc, d=4, pad_idx=PAD, bptt=5000, max_len=100).eval()
+    enc = AWDLSTM(AWDConfig(30, emb_size=4, n_hid=4, n_layers=1, pad_id=PAD))
+    model = TextClassifier(enc, d=4, pad_idx=PAD, config=ClassifierConfig(bptt=5000, max_len=100)).eval()
     with torch.no_grad():
         scores = model(torch.randint(2, 30, (1, 100_000)))
     assert scores.shape == (1, 2) and torch.isfinite(scores).all()
@@ -131,14 +132,14 @@ def test_layer_groups_end_with_the_head():
 def saved_lm_encoder(tmp_path, seed=0):
     torch.manual_seed(seed)
     vocab = small_vocab()
-    enc = AWDLSTM(len(vocab), emb_size=8, n_hid=12, n_layers=2, pad_id=vocab.pad_id)
+    enc = AWDLSTM(AWDConfig(len(vocab), emb_size=8, n_hid=12, n_layers=2, pad_id=vocab.pad_id))
     return save_encoder(tmp_path / "enc.pt", enc, vocab), enc
 
 
 def test_classifier_from_lm_copies_the_encoder_or_starts_fresh(tmp_path):
     path, enc = saved_lm_encoder(tmp_path)
-    lm = classifier_from_lm(path, pretrained=True)
-    scratch = classifier_from_lm(path, pretrained=False)
+    lm = classifier_from_lm(path, ClassifierConfig(drop_mult=0.5), pretrained=True)
+    scratch = classifier_from_lm(path, ClassifierConfig(drop_mult=0.5), pretrained=False)
     w = enc.embedding.weight
     assert torch.equal(lm.encoder.embedding.weight, w)
     assert not torch.equal(scratch.encoder.embedding.weight, w)
@@ -178,9 +179,9 @@ def test_predict_without_vocab_says_how_to_fix():
 def test_pooled_features_match_the_model_input_in_dataset_order():
     enc = tiny_encoder()
     ds = ClassificationDataset(random_reviews(5, high=30), [0, 1, 0, 1, 0])
-    feats = pooled_features(enc, ds, PAD, bs=2, bptt=7)
+    feats = pooled_features(enc, ds, PAD, bs=2, config=ClassifierConfig(bptt=7))
     assert feats.shape == (5, 24) and enc.training
-    one = ChunkedEncoder(enc.eval(), PAD, bptt=7)(torch.as_tensor(ds[3][0])[None])
+    one = ChunkedEncoder(enc.eval(), PAD, bptt=7, max_len=1400)(torch.as_tensor(ds[3][0])[None])
     assert np.allclose(feats[3], concat_pool(*one)[0].detach().numpy(), atol=1e-5)
 
 

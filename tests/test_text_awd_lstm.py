@@ -5,6 +5,7 @@ import torch
 
 from lessonlib.text.awd_lstm import (
     AWDLSTM,
+    AWDConfig,
     EmbeddingDropout,
     LockedDropout,
     WeightDropLSTM,
@@ -62,12 +63,12 @@ def test_embedding_dropout_drops_whole_words():
 
 
 def test_encoder_gives_one_output_per_token():
-    enc = AWDLSTM(V, emb_size=6, n_hid=10, n_layers=3)
+    enc = AWDLSTM(AWDConfig(V, emb_size=6, n_hid=10, n_layers=3))
     assert enc(torch.randint(0, V, (2, 7))).shape == (2, 7, 6)
 
 
 def test_encoder_carries_a_detached_state_from_call_to_call():
-    enc = AWDLSTM(V, emb_size=6, n_hid=10, n_layers=3)
+    enc = AWDLSTM(AWDConfig(V, emb_size=6, n_hid=10, n_layers=3))
     x = torch.randint(0, V, (2, 7))
     enc(x)
     assert len(enc.hidden) == 3 and not enc.hidden[0][0].requires_grad
@@ -77,7 +78,7 @@ def test_encoder_carries_a_detached_state_from_call_to_call():
 
 
 def test_reset_a_new_batch_size_or_a_mode_switch_starts_a_fresh_state():
-    enc = AWDLSTM(V, emb_size=6, n_hid=10, n_layers=3)
+    enc = AWDLSTM(AWDConfig(V, emb_size=6, n_hid=10, n_layers=3))
     enc(torch.randint(0, V, (2, 7)))
     enc.reset()
     assert enc.hidden is None
@@ -89,18 +90,18 @@ def test_reset_a_new_batch_size_or_a_mode_switch_starts_a_fresh_state():
 
 
 def test_encoder_layer_groups_are_the_embedding_then_each_layer():
-    enc = AWDLSTM(V, emb_size=6, n_hid=10, n_layers=3)
+    enc = AWDLSTM(AWDConfig(V, emb_size=6, n_hid=10, n_layers=3))
     assert enc.layer_groups() == [enc.embedding, *enc.rnns]
 
 
 def test_encoder_rejects_a_batch_without_a_sequence_axis():
     with pytest.raises(ValueError, match="batch, seq"):
-        AWDLSTM(V, emb_size=6, n_hid=10, n_layers=3)(torch.zeros(3, dtype=torch.long))
+        AWDLSTM(AWDConfig(V, emb_size=6, n_hid=10, n_layers=3))(torch.zeros(3, dtype=torch.long))
 
 
 def test_carried_state_equals_one_long_pass():
     torch.manual_seed(0)
-    enc = AWDLSTM(V, 6, 10, 2, drop_mult=0.0).eval()
+    enc = AWDLSTM(AWDConfig(V, 6, 10, 2, drop_mult=0.0)).eval()
     x = torch.randint(0, V, (2, 12))
     whole = enc(x)
     enc.reset()
@@ -109,18 +110,18 @@ def test_carried_state_equals_one_long_pass():
 
 
 def test_language_model_is_tied_and_plain_has_no_dropout():
-    lm = awd_lstm_lm(V, 6, 10, 2)
+    lm = awd_lstm_lm(AWDConfig(V, 6, 10, 2))
     assert lm.decoder.linear.weight is lm.encoder.embedding.weight
     assert lm(torch.randint(0, V, (2, 5))).shape == (2, 5, V)
-    plain = plain_lstm_lm(V, 6, 10, 2)
+    plain = plain_lstm_lm(AWDConfig(V, 6, 10, 2))
     ps = [m.p for m in plain.modules() if hasattr(m, "p")] + [r.weight_p for r in plain.encoder.rnns]
     assert ps and all(p == 0 for p in ps)
-    with pytest.raises(TypeError, match="unknown dropout"):
-        awd_lstm_lm(V, 6, 10, 2, hiden_p=0.1)
+    with pytest.raises(TypeError, match="hiden_p"):  # a misspelt dropout is an error, not ignored
+        AWDConfig(V, 6, 10, 2, hiden_p=0.1)
 
 
 def test_adaptive_decoder_gives_normalised_log_probs():
-    lm = awd_lstm_lm(V, 16, 10, 1, adaptive_cutoffs=(10, 20))
+    lm = awd_lstm_lm(AWDConfig(V, 16, 10, 1), adaptive_cutoffs=(10, 20))
     x, y = torch.randint(0, V, (2, 5)), torch.randint(0, V, (2, 5))
     lm.eval()
     logp = lm.log_probs(x)
@@ -133,7 +134,7 @@ def test_adaptive_decoder_gives_normalised_log_probs():
 @pytest.mark.parametrize("cutoffs", [None, (10, 20)])
 def test_init_bias_makes_the_untrained_model_predict_unigram_frequencies(cutoffs):
     counts = np.arange(V)[::-1] * 10
-    lm = awd_lstm_lm(V, 16, 10, 2, adaptive_cutoffs=cutoffs)
+    lm = awd_lstm_lm(AWDConfig(V, 16, 10, 2), adaptive_cutoffs=cutoffs)
     lm.init_bias(counts)
     with torch.no_grad():
         probs = lm.eval().decoder.log_probs(torch.zeros(1, 1, 16))[0, 0].exp().double()

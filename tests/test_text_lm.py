@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lessonlib.text import lm
-from lessonlib.text.awd_lstm import AWDLSTM
+from lessonlib.text.awd_lstm import AWDLSTM, AWDConfig
 from lessonlib.text.saved import SavedModelError, save_encoder
 from lessonlib.text.tokenize import SPECIAL_TOKENS
 from lessonlib.text.vocab import Vocab
@@ -27,7 +27,7 @@ def test_imdb_language_model_loads_an_existing_file_without_training(tmp_path, m
     monkeypatch.setenv("LESSONLIB_DATA", str(tmp_path))
     path = lm.lm_path("sample")
     vocab = Vocab(SPECIAL_TOKENS + ["a", "b"])
-    save_encoder(path, AWDLSTM(len(vocab), 4, 6, 1), vocab)
+    save_encoder(path, AWDLSTM(AWDConfig(len(vocab), 4, 6, 1)), vocab)
     monkeypatch.setattr(lm, "lm_data", lambda *a, **k: pytest.fail("must not train when the file exists"))
     assert lm.imdb_language_model("sample") == path
     with pytest.raises(ValueError, match="unknown size"):

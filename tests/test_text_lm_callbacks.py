@@ -4,6 +4,7 @@ import torch
 
 from lessonlib.learner import Learner
 from lessonlib.text.awd_lstm import (
+    AWDConfig,
     awd_lstm_lm,
     lm_loss,
 )
@@ -15,7 +16,7 @@ V = 30
 
 
 def test_ar_tar_add_to_training_loss_only():
-    lm = awd_lstm_lm(V, 6, 10, 2)
+    lm = awd_lstm_lm(AWDConfig(V, 6, 10, 2))
     x = torch.randint(0, V, (2, 5))
     lm(x)
 
@@ -36,7 +37,7 @@ def test_training_through_learner_lowers_loss_on_a_repeated_text():
     docs = [torch.arange(10, 25).numpy()] * 40  # a deterministic pattern an LSTM can learn
     train = LMLoader(docs, bs=4, bptt=10, shuffle=True, jitter=2)
     valid = LMLoader(docs[:8], bs=4, bptt=10)
-    lm = awd_lstm_lm(V, 16, 32, 2, drop_mult=0.1)
+    lm = awd_lstm_lm(AWDConfig(V, 16, 32, 2, drop_mult=0.1))
     learn = Learner(lm, train, valid, lm_loss, clip=0.5, callbacks=[ResetState(), RNNRegularizer()],
                     device="cpu")
     assert learn.evaluate()["loss"] > math.log(15)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lessonlib.text.awd_lstm import AWDLSTM, awd_lstm_lm
+from lessonlib.text.awd_lstm import AWDLSTM, AWDConfig, awd_lstm_lm
 from lessonlib.text.saved import SavedModelError, load_encoder, load_language_model, read_saved, save_encoder
 from lessonlib.text.tokenize import SPECIAL_TOKENS
 from lessonlib.text.vocab import Vocab
@@ -50,7 +50,7 @@ def test_another_programs_torch_file_is_refused(tmp_path, content):
 
 def test_save_and_load_encoder(tmp_path):
     vocab = Vocab(SPECIAL_TOKENS + [f"w{i}" for i in range(V - len(SPECIAL_TOKENS))])
-    enc = AWDLSTM(V, 6, 10, 2).eval()
+    enc = AWDLSTM(AWDConfig(V, 6, 10, 2)).eval()
     path = save_encoder(tmp_path / "m" / "enc.pt", enc, vocab)
     enc2, vocab2 = load_encoder(path, drop_mult=0.5)
     assert vocab2.itos == vocab.itos and enc2.config.drop_mult == 0.5
@@ -63,7 +63,7 @@ def test_save_and_load_encoder(tmp_path):
 
 def test_save_with_decoder_rebuilds_the_language_model(tmp_path):
     vocab = Vocab(SPECIAL_TOKENS + [f"w{i}" for i in range(V - len(SPECIAL_TOKENS))])
-    lm = awd_lstm_lm(V, 6, 10, 2)
+    lm = awd_lstm_lm(AWDConfig(V, 6, 10, 2))
     with torch.no_grad():
         lm.decoder.linear.bias.normal_()
     lm.eval()
@@ -79,7 +79,7 @@ def test_save_with_decoder_rebuilds_the_language_model(tmp_path):
 
 def test_save_with_adaptive_decoder_rebuilds_the_language_model(tmp_path):
     vocab = Vocab(SPECIAL_TOKENS + [f"w{i}" for i in range(V - len(SPECIAL_TOKENS))])
-    lm = awd_lstm_lm(V, 6, 10, 2, adaptive_cutoffs=(10,)).eval()
+    lm = awd_lstm_lm(AWDConfig(V, 6, 10, 2), adaptive_cutoffs=(10,)).eval()
     path = save_encoder(tmp_path / "lm.pt", lm.encoder, vocab, lm.decoder)
     lm2, _ = load_language_model(path)
     x = torch.randint(0, V, (2, 5))
@@ -92,7 +92,7 @@ def test_a_truncated_encoder_file_names_itself_and_notebook_04(tmp_path):
     from lessonlib.text.saved import SavedModelError
 
     vocab = Vocab(SPECIAL_TOKENS + [f"w{i}" for i in range(V - len(SPECIAL_TOKENS))])
-    path = save_encoder(tmp_path / "enc.pt", AWDLSTM(V, 6, 10, 2), vocab)
+    path = save_encoder(tmp_path / "enc.pt", AWDLSTM(AWDConfig(V, 6, 10, 2)), vocab)
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(SavedModelError, match=r"enc.pt is not a readable saved LM encoder.*04_imdb"):
         load_encoder(path)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lessonlib.text.awd_lstm import awd_lstm_lm
+from lessonlib.text.awd_lstm import AWDConfig, awd_lstm_lm
 from lessonlib.text.generate import generate
 from lessonlib.text.tokenize import SPECIAL_TOKENS
 from lessonlib.text.vectors import init_embedding, load_vectors
@@ -40,18 +40,18 @@ def test_init_embedding_checks_shape(tmp_path):
     f = tmp_path / "v.txt"
     f.write_text("the 1 2 3 4\n")
     vec = load_vectors(f, vocab())
-    lm = awd_lstm_lm(len(vocab()), 4, 8, 1)
+    lm = awd_lstm_lm(AWDConfig(len(vocab()), 4, 8, 1))
     init_embedding(lm, vec)
     assert lm.encoder.embedding.weight[vocab().stoi["the"]].tolist() == [1, 2, 3, 4]
     assert lm.decoder.linear.weight[vocab().stoi["the"]].tolist() == [1, 2, 3, 4]  # tied
     with pytest.raises(ValueError, match="emb_size=4"):
-        init_embedding(awd_lstm_lm(len(vocab()), 6, 8, 1), vec)
+        init_embedding(awd_lstm_lm(AWDConfig(len(vocab()), 6, 8, 1)), vec)
 
 
 def test_generate_is_seeded_and_respects_top_k():
     torch.manual_seed(0)
     v = vocab()
-    lm = awd_lstm_lm(len(v), 4, 8, 1)
+    lm = awd_lstm_lm(AWDConfig(len(v), 4, 8, 1))
     a = generate(lm, v, "The movie", n_tokens=10, temperature=1.0, seed=1)
     assert a == generate(lm, v, "The movie", n_tokens=10, temperature=1.0, seed=1)
     assert a.startswith("The movie")

@@ -11,16 +11,13 @@ Training callbacks (AR/TAR, state reset) live in `lm_callbacks.py`; saving and l
 """
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from lessonlib.dropout import inverted_mask
-
-# the lesson's dropouts (fast.ai 2018 lesson 4: [0.25, 0.1, 0.2, 0.02, 0.15] * drop_mult)
-AWD_DROPOUTS = {"input_p": 0.25, "output_p": 0.1, "weight_p": 0.2, "embed_p": 0.02, "hidden_p": 0.15}
 
 
 class LockedDropout(nn.Module):
@@ -85,18 +82,20 @@ class WeightDropLSTM(nn.Module):
 
 @dataclass(frozen=True)
 class AWDConfig:
-    """An AWD-LSTM encoder's shape and dropouts (each dropout is multiplied by `drop_mult`): what
-    `save_encoder` stores and `AWDLSTM.from_config` rebuilds."""
+    """An AWD-LSTM's shape and dropouts, each dropout multiplied by `drop_mult` (the defaults are the
+    2018 lesson's: [0.25, 0.1, 0.2, 0.02, 0.15] * drop_mult). What `save_encoder` stores and
+    `AWDLSTM(config)` rebuilds; `dataclasses.replace(cfg, drop_mult=0.5)` makes a variant."""
 
     vocab_size: int
     emb_size: int = 400
     n_hid: int = 1152
     n_layers: int = 3
     pad_id: int = 1
-    input_p: float = 0.25
-    hidden_p: float = 0.15
-    embed_p: float = 0.02
-    weight_p: float = 0.2
+    input_p: float = 0.25                  # locked dropout on the embedding's output
+    hidden_p: float = 0.15                 # locked dropout between LSTM layers
+    embed_p: float = 0.02                  # whole word vectors
+    weight_p: float = 0.2                  # DropConnect on the hidden-to-hidden weights
+    output_p: float = 0.1                  # the language model's decoder input (not the encoder's)
     drop_mult: float = 1.0
 
 
@@ -107,28 +106,20 @@ class AWDLSTM(nn.Module):
     can be tied to the embedding). The hidden state is kept between calls, detached, and cleared by
     `reset()`, when the batch size changes, or when switching between train and eval mode."""
 
-    def __init__(self, vocab_size: int, emb_size: int = 400, n_hid: int = 1152, n_layers: int = 3,
-                 pad_id: int = 1, input_p: float = 0.25, hidden_p: float = 0.15, embed_p: float = 0.02,
-                 weight_p: float = 0.2, drop_mult: float = 1.0):
+    def __init__(self, config: AWDConfig):
         super().__init__()
-        if n_layers < 1:
+        c, m = config, config.drop_mult
+        if c.n_layers < 1:
             raise ValueError("n_layers must be at least 1")
-        self.config = AWDConfig(vocab_size, emb_size, n_hid, n_layers, pad_id, input_p, hidden_p, embed_p,
-                                weight_p, drop_mult)
-        m = drop_mult
-        self.embedding = EmbeddingDropout(vocab_size, emb_size, pad_id, embed_p * m)
-        sizes = [emb_size] + [n_hid] * (n_layers - 1) + [emb_size]
-        self.rnns = nn.ModuleList(WeightDropLSTM(n_in, n_out, weight_p * m)
+        self.config = config
+        self.embedding = EmbeddingDropout(c.vocab_size, c.emb_size, c.pad_id, c.embed_p * m)
+        sizes = [c.emb_size] + [c.n_hid] * (c.n_layers - 1) + [c.emb_size]
+        self.rnns = nn.ModuleList(WeightDropLSTM(n_in, n_out, c.weight_p * m)
                                   for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True))
-        self.input_dp = LockedDropout(input_p * m)
-        self.hidden_dps = nn.ModuleList(LockedDropout(hidden_p * m) for _ in range(n_layers - 1))
+        self.input_dp = LockedDropout(c.input_p * m)
+        self.hidden_dps = nn.ModuleList(LockedDropout(c.hidden_p * m) for _ in range(c.n_layers - 1))
         self.hidden = None
         self.last_output = None  # the last layer's output of the latest call (for TAR)
-
-    @classmethod
-    def from_config(cls, config: AWDConfig, **changes) -> "AWDLSTM":
-        """A fresh encoder of `config`'s shape (with `changes`, e.g. `drop_mult=0.5`)."""
-        return cls(**{**asdict(config), **changes})
 
     def reset(self) -> None:
         """Forget the hidden state (start of an epoch, a new text, ...)."""
@@ -273,25 +264,18 @@ class LanguageModel(nn.Module):
         return [*self.encoder.rnns, nn.ModuleList([self.encoder.embedding, self.decoder])]
 
 
-def awd_lstm_lm(vocab_size: int, emb_size: int = 400, n_hid: int = 1152, n_layers: int = 3,
-                drop_mult: float = 1.0, pad_id: int = 1, adaptive_cutoffs=None, **dropouts) -> LanguageModel:
-    """An AWD-LSTM language model with the lesson's dropouts (override any of AWD_DROPOUTS by name),
-    all scaled by `drop_mult`; the decoder is tied to the embedding unless `adaptive_cutoffs` is given."""
-    ps = {**AWD_DROPOUTS, **dropouts}
-    unknown = set(ps) - set(AWD_DROPOUTS)
-    if unknown:
-        raise TypeError(f"unknown dropout(s) {sorted(unknown)}; known: {sorted(AWD_DROPOUTS)}")
-    output_p = ps.pop("output_p") * drop_mult
-    enc = AWDLSTM(vocab_size, emb_size, n_hid, n_layers, pad_id, drop_mult=drop_mult, **ps)
+def awd_lstm_lm(config: AWDConfig, adaptive_cutoffs=None) -> LanguageModel:
+    """An AWD-LSTM language model of `config`; the decoder is tied to the embedding unless
+    `adaptive_cutoffs` is given (then an adaptive softmax)."""
+    enc = AWDLSTM(config)
+    output_p = config.output_p * config.drop_mult
     if adaptive_cutoffs:
-        dec = AdaptiveDecoder(emb_size, vocab_size, adaptive_cutoffs, output_p)
+        dec = AdaptiveDecoder(config.emb_size, config.vocab_size, adaptive_cutoffs, output_p)
     else:
-        dec = LinearDecoder(emb_size, vocab_size, output_p, tie_to=enc.embedding.weight)
+        dec = LinearDecoder(config.emb_size, config.vocab_size, output_p, tie_to=enc.embedding.weight)
     return LanguageModel(enc, dec)
 
 
-def plain_lstm_lm(vocab_size: int, emb_size: int = 400, n_hid: int = 1152, n_layers: int = 3,
-                  pad_id: int = 1, adaptive_cutoffs=None) -> LanguageModel:
+def plain_lstm_lm(config: AWDConfig, adaptive_cutoffs=None) -> LanguageModel:
     """The same model with every dropout off (train it without AR/TAR): the comparison point."""
-    return awd_lstm_lm(vocab_size, emb_size, n_hid, n_layers, drop_mult=0.0, pad_id=pad_id,
-                       adaptive_cutoffs=adaptive_cutoffs)
+    return awd_lstm_lm(replace(config, drop_mult=0.0), adaptive_cutoffs)

@@ -9,7 +9,7 @@ scores a loader's reviews in eval mode, keeping each row's review index.
 
 import os
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,15 @@ from lessonlib.text.saved import load_encoder, read_saved
 from lessonlib.text.tokenize import SPECIAL_TOKENS, tokenize
 
 
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """How a `TextClassifier` reads a review and which dropouts its encoder trains with."""
+
+    drop_mult: float = 1.0                 # the LM encoder's dropouts x this (1.0: AWDConfig's own)
+    bptt: int = 70                         # tokens per encoder call
+    max_len: int = 1400                    # the last this many tokens of a review are pooled
+
+
 class ChunkedEncoder(nn.Module):
     """Runs a language-model encoder over whole reviews, `bptt` tokens at a time, carrying its state.
 
@@ -35,7 +44,7 @@ class ChunkedEncoder(nn.Module):
     at each review's last token.
     """
 
-    def __init__(self, encoder: nn.Module, pad_idx: int, bptt: int = 70, max_len: int = 1400):
+    def __init__(self, encoder: nn.Module, pad_idx: int, bptt: int, max_len: int):
         super().__init__()
         if bptt < 1 or max_len < 1:
             raise ValueError(f"bptt and max_len must be at least 1, got bptt={bptt}, max_len={max_len}")
@@ -97,20 +106,20 @@ class PoolingHead(nn.Module):
 class TextClassifier(nn.Module):
     """Encoder run in chunks + pooling head: `model(tokens) -> class scores (bs, n_classes)`.
 
-    `tokens` is `(bs, length)` padded at the end with `pad_idx` (what `classification_loader` gives).
+    `tokens` is `(bs, length)` padded at the end with `pad_idx` (what `classification_loader` gives),
+    read `config.bptt` tokens at a time, the last `config.max_len` pooled.
     `layer_groups()` lists the encoder's groups (embedding, then each layer) and the head, for
     gradual unfreezing and discriminative learning rates. With a `vocab`, `predict(text)` classifies
     raw review text, its probability tempered by `temperatures` (a `LengthTemperatures`, see
     `lessonlib.text.confidence`) once they are set.
     """
 
-    def __init__(self, encoder: nn.Module, d: int, pad_idx: int, n_classes: int = 2, bptt: int = 70,
-                 max_len: int = 1400, vocab=None, classes: Sequence[str] = ("neg", "pos")):
+    def __init__(self, encoder: nn.Module, d: int, pad_idx: int,
+                 config: ClassifierConfig = ClassifierConfig(), vocab=None,
+                 classes: Sequence[str] = ("neg", "pos")):
         super().__init__()
-        if len(classes) != n_classes:
-            raise ValueError(f"{len(classes)} class names for {n_classes} classes")
-        self.chunked = ChunkedEncoder(encoder, pad_idx, bptt, max_len)
-        self.head = PoolingHead(d, n_classes)
+        self.chunked = ChunkedEncoder(encoder, pad_idx, config.bptt, config.max_len)
+        self.head = PoolingHead(d, len(classes))
         self.vocab, self.classes = vocab, list(classes)
         self.temperatures: LengthTemperatures | None = None  # None: raw softmax probabilities
 
@@ -149,15 +158,15 @@ class TextClassifier(nn.Module):
         return self.classes[i], float(probs[i])
 
 
-def classifier_from_lm(path, pretrained: bool = True, drop_mult: float = 0.5, **kwargs) -> TextClassifier:
-    """A classifier whose encoder has the architecture and vocabulary of the LM encoder saved at `path`
-    (notebook 04's `save_encoder`), with its trained weights when `pretrained`, else freshly
-    initialised (the from-scratch baseline). `drop_mult` rescales the encoder's dropouts;
-    `kwargs` go to `TextClassifier` (bptt, max_len, ...)."""
-    encoder, vocab = load_encoder(path, drop_mult=drop_mult)
+def classifier_from_lm(path, config: ClassifierConfig = ClassifierConfig(),
+                       pretrained: bool = True) -> TextClassifier:
+    """A classifier of `config` whose encoder has the architecture and vocabulary of the LM encoder
+    saved at `path` (notebook 04's `save_encoder`), its dropouts rescaled by `config.drop_mult`, with
+    the LM's trained weights when `pretrained`, else freshly initialised (the from-scratch baseline)."""
+    encoder, vocab = load_encoder(path, drop_mult=config.drop_mult)
     if not pretrained:
-        encoder = AWDLSTM.from_config(encoder.config)
-    return TextClassifier(encoder, encoder.config.emb_size, vocab.pad_id, vocab=vocab, **kwargs)
+        encoder = AWDLSTM(encoder.config)
+    return TextClassifier(encoder, encoder.config.emb_size, vocab.pad_id, config, vocab=vocab)
 
 
 def classifier_path(lm_file) -> Path:
@@ -221,20 +230,20 @@ def predict_probs(model: TextClassifier, dl) -> tuple[torch.Tensor, torch.Tensor
 class PooledEncoder(nn.Module):
     """A frozen encoder's concat-pooled outputs (bs, 3d): what a `PoolingHead` sees."""
 
-    def __init__(self, encoder: nn.Module, pad_idx: int, bptt: int = 70, max_len: int = 1400):
+    def __init__(self, encoder: nn.Module, pad_idx: int, config: ClassifierConfig = ClassifierConfig()):
         super().__init__()
-        self.chunked = ChunkedEncoder(encoder, pad_idx, bptt, max_len)
+        self.chunked = ChunkedEncoder(encoder, pad_idx, config.bptt, config.max_len)
 
     def forward(self, tokens):
         return concat_pool(*self.chunked(tokens))
 
 
 def pooled_features(encoder: nn.Module, dataset: ClassificationDataset, pad_idx: int, bs: int = 64,
-                    bptt: int = 70, max_len: int = 1400) -> np.ndarray:
+                    config: ClassifierConfig = ClassifierConfig()) -> np.ndarray:
     """The concat-pooled encoder outputs `(n_reviews, 3d)` of a frozen encoder, through
     `eval_outputs`, in the dataset's order: what the head sees, for probing how much the encoder
     alone already knows."""
     n = len(dataset)
     batches = (pad_collate([dataset[i] for i in range(s, min(s + bs, n))], pad_idx) for s in range(0, n, bs))
-    pooled = PooledEncoder(encoder, pad_idx, bptt, max_len)
+    pooled = PooledEncoder(encoder, pad_idx, config)
     return torch.cat([out.cpu() for out, _ in eval_outputs(pooled, batches)]).numpy()

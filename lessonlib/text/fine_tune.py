@@ -3,6 +3,7 @@ with one of two fine-tuning recipes (`fine_tuning`): every layer at one rate, or
 unfreezing with discriminative learning rates.
 """
 
+from dataclasses import dataclass
 from functools import partial
 
 import torch.nn.functional as F
@@ -10,7 +11,7 @@ import torch.nn.functional as F
 from lessonlib.core import seed_everything
 from lessonlib.learner import Learner, accuracy, adamw
 from lessonlib.numerics import training_amp
-from lessonlib.text.classifier import classifier_from_lm
+from lessonlib.text.classifier import ClassifierConfig, classifier_from_lm
 from lessonlib.text.classifier_data import ClassifierData
 
 
@@ -47,6 +48,19 @@ def gradual_unfreezing(learn, lrs=(2e-2, 1e-2, 1e-3), epochs=(1, 1, 2), factor: 
 FINE_TUNING = ("every layer", "ULMFiT")
 
 
+@dataclass(frozen=True, kw_only=True)
+class FineTuneConfig(ClassifierConfig):
+    """One classifier run of notebook 05: the model's settings (the `ClassifierConfig` fields) and
+    how it trains. `dataclasses.replace(cfg, lr=3e-3)` makes a variant."""
+
+    recipe: str = "every layer"            # the schedule, one of FINE_TUNING (see `fine_tuning`)
+    lr: float = 1e-2                       # peak LR (the head's)
+    epochs: int = 8
+    bs: int = 32
+    clip: float | None = 0.25              # max global gradient norm (None: no clipping)
+    wd: float = 0.01                       # AdamW's decoupled weight decay
+
+
 def fine_tuning(recipe: str, lr: float, epochs: int) -> dict:
     """`train_classifier`'s schedule for a named recipe of `epochs` epochs in all, peak LR `lr`:
     "every layer": every layer trains from the first step at the one rate `lr` (one one-cycle);
@@ -62,41 +76,42 @@ def fine_tuning(recipe: str, lr: float, epochs: int) -> dict:
     raise ValueError(f"unknown fine-tuning recipe {recipe!r}: choose one of {FINE_TUNING}")
 
 
-def train_classifier(lm_file, data: ClassifierData, pretrained: bool, seed: int, lr: float = 1e-2,
-                     epochs: int = 8, factor: float = 1.0, stages=None, bs: int = 32, clip: float = 0.25,
-                     wd: float = 0.01, drop_mult: float = 1.0, validate: bool = True, show: bool = True,
-                     callbacks=(), amp=None, **model_kwargs):
-    """One classifier trained through the Learner, validated after every epoch on `data.valid` (if
-    any, and `validate`); the test reviews are not touched (score them once:
-    `learn.evaluate(data.test_loader())`).
-
-    The encoder starts from the LM saved at `lm_file` (`pretrained`) or from fresh weights of the same
-    architecture. Every layer trains from the start: one-cycle over `epochs` with peak LR `lr` for the
-    head, each lower layer group `factor` times less (1.0: one LR for all). With `stages=(lrs, epochs)`,
-    ULMFiT's gradual unfreezing instead (see `gradual_unfreezing`). `amp`: None = `training_amp()` (bf16
-    where the hardware computes it natively, unless $LESSONLIB_PRECISION forces one). Returns the Learner
-    (`learn.history`: per-epoch validation loss and accuracy)."""
+def classifier_learner(lm_file, data: ClassifierData, cfg: FineTuneConfig, pretrained: bool, seed: int,
+                       validate: bool = True, callbacks=(), amp=None) -> Learner:
+    """An untrained classifier of `cfg` in a Learner (AdamW, gradient clipping), validated after every
+    epoch on `data.valid` (if any, and `validate`); the test reviews are not touched (score them once:
+    `learn.evaluate(data.test_loader())`). The encoder starts from the LM saved at `lm_file`
+    (`pretrained`) or from fresh weights of the same architecture. `amp`: None = `training_amp()`
+    (bf16 where the hardware computes it natively, unless $LESSONLIB_PRECISION forces one)."""
     seed_everything(seed)
-    model = classifier_from_lm(lm_file, pretrained=pretrained, drop_mult=drop_mult, **model_kwargs)
-    train_dl, valid_dl = data.loaders(bs, seed)
-    learn = Learner(model, train_dl, valid_dl if validate else None, F.cross_entropy,
-                    opt_func=partial(adamw, fused=True), metrics={"acc": accuracy}, clip=clip, wd=wd,
-                    callbacks=callbacks, amp=training_amp() if amp is None else amp)
-    if stages is not None:
-        gradual_unfreezing(learn, *stages, factor=factor, show=show)
+    model = classifier_from_lm(lm_file, cfg, pretrained=pretrained)
+    train_dl, valid_dl = data.loaders(cfg.bs, seed)
+    return Learner(model, train_dl, valid_dl if validate else None, F.cross_entropy,
+                   opt_func=partial(adamw, fused=True), metrics={"acc": accuracy}, clip=cfg.clip, wd=cfg.wd,
+                   callbacks=callbacks, amp=training_amp() if amp is None else amp)
+
+
+def train_classifier(lm_file, data: ClassifierData, cfg: FineTuneConfig, pretrained: bool, seed: int,
+                     validate: bool = True, show: bool = True, callbacks=()) -> Learner:
+    """A `classifier_learner` trained with `cfg.recipe`'s schedule (`fine_tuning`) over `cfg.epochs`
+    at peak LR `cfg.lr`. Returns the Learner (`learn.history`: per-epoch validation loss and accuracy;
+    for ULMFiT with a `stage` column)."""
+    learn = classifier_learner(lm_file, data, cfg, pretrained, seed, validate, callbacks)
+    plan = fine_tuning(cfg.recipe, cfg.lr, cfg.epochs)
+    if plan["stages"] is not None:
+        gradual_unfreezing(learn, *plan["stages"], factor=plan["factor"], show=show)
     else:
-        learn.fit(epochs, discriminative_lrs(lr, len(learn.layer_groups()), factor), show=show)
+        lrs = discriminative_lrs(cfg.lr, len(learn.layer_groups()), plan["factor"])
+        learn.fit(cfg.epochs, lrs, show=show)
     return learn
 
 
-def classifier_run(lm_file, data: ClassifierData, pretrained: bool, seed: int, lr: float, epochs: int,
-                   recipe: str = "every layer", bs: int = 32, validate: bool = True,
-                   keep_weights: bool = False) -> dict:
-    """One `train_classifier` run with a `fine_tuning` recipe, reduced to what a worker process can
-    send back (`run_parallel`): `history` (per-epoch validation accuracy, if `validate`), `test_acc`
-    (the test reviews scored once, after training) and, with `keep_weights`, the trained `weights`."""
-    learn = train_classifier(lm_file, data, pretrained, seed, lr=lr, epochs=epochs, bs=bs, validate=validate,
-                             show=False, **fine_tuning(recipe, lr, epochs))
+def classifier_run(lm_file, data: ClassifierData, cfg: FineTuneConfig, pretrained: bool, seed: int,
+                   validate: bool = True, keep_weights: bool = False) -> dict:
+    """One quiet `train_classifier` run, reduced to what a worker process can send back
+    (`run_parallel`): `history` (per-epoch validation accuracy, if `validate`), `test_acc` (the test
+    reviews scored once, after training) and, with `keep_weights`, the trained `weights`."""
+    learn = train_classifier(lm_file, data, cfg, pretrained, seed, validate, show=False)
     out = {"history": learn.history, "test_acc": learn.evaluate(data.test_loader())["acc"]}
     if keep_weights:
         out["weights"] = learn.model.state_dict()

@@ -26,7 +26,7 @@ from lessonlib.core import seed_everything
 from lessonlib.data import imdb_reviews
 from lessonlib.learner import Learner, accuracy
 from lessonlib.numerics import training_amp
-from lessonlib.text.awd_lstm import awd_lstm_lm, lm_loss, plain_lstm_lm
+from lessonlib.text.awd_lstm import AWDConfig, awd_lstm_lm, lm_loss, plain_lstm_lm
 from lessonlib.text.lm_callbacks import ResetState, RNNRegularizer
 from lessonlib.text.lm_data import LMLoader
 from lessonlib.text.saved import read_lm_file, save_encoder
@@ -43,9 +43,9 @@ class LMConfig:
     archive: str = "full"                    # the IMDB archive whose train + unsup reviews the LM reads
     train_reviews: int | None = None         # a seeded subset of them to train on (None: all)
     valid_reviews: int | None = None         # held out for validation perplexity (None: 10%)
-    emb_size: int = 400
-    n_hid: int = 1152
-    n_layers: int = 3
+    emb_size: int = AWDConfig.emb_size       # the model's sizes (AWDConfig's defaults: the lesson's)
+    n_hid: int = AWDConfig.n_hid
+    n_layers: int = AWDConfig.n_layers
     min_freq: int = 3                        # the vocabulary: tokens seen at least this often,
     max_size: int = 60_000                   # the most frequent this many of them
     w2v_epochs: int = 0                      # word2vec epochs for the embedding's start (0: random)
@@ -56,10 +56,14 @@ class LMConfig:
     lr: float = 5e-3
     drop_mult: float = 0.7                   # scales every AWD-LSTM dropout
     wd: float = 0.01
-    clip: float = 0.3                        # max global gradient norm
+    clip: float | None = 0.3                 # max global gradient norm (None: no clipping)
     alpha: float = 2.0                       # activation regularisation (AR)
     beta: float = 1.0                        # temporal activation regularisation (TAR)
     jitter: int = 5
+
+    def model_config(self, vocab_size: int) -> AWDConfig:
+        """The AWD-LSTM of this recipe for a vocabulary of `vocab_size` (its dropouts x `drop_mult`)."""
+        return AWDConfig(vocab_size, self.emb_size, self.n_hid, self.n_layers, drop_mult=self.drop_mult)
 
 
 # sample: sized for 2 CPU cores without native bf16 (the LM 11-14 minutes there, a few with AMX), an
@@ -163,12 +167,10 @@ def word_vectors(data: LMData, cfg: LMConfig, seed: int):
 def build_lm(kind: str, vocab_size: int, cfg: LMConfig):
     """"awd" (the lesson's dropouts x cfg.drop_mult) or "plain" (no dropout) at cfg's sizes, with an
     adaptive softmax when cfg.adaptive_cutoffs is set."""
-    sizes = dict(emb_size=cfg.emb_size, n_hid=cfg.n_hid, n_layers=cfg.n_layers,
-                 adaptive_cutoffs=cfg.adaptive_cutoffs)
     if kind == "awd":
-        return awd_lstm_lm(vocab_size, drop_mult=cfg.drop_mult, **sizes)
+        return awd_lstm_lm(cfg.model_config(vocab_size), cfg.adaptive_cutoffs)
     if kind == "plain":
-        return plain_lstm_lm(vocab_size, **sizes)
+        return plain_lstm_lm(cfg.model_config(vocab_size), cfg.adaptive_cutoffs)
     raise ValueError(f"kind must be 'awd' or 'plain', got {kind!r}")
 
 
@@ -176,23 +178,22 @@ def perplexity(loss: float) -> float:
     return math.exp(loss)
 
 
-def train_lm(data: LMData, kind: str, cfg: LMConfig, seed: int = 42, epochs: int | None = None,
-             show: bool = True, lr: float | None = None, **kwargs):
-    """Build an LM with `lm_learner` (the keyword arguments go there) and train it with the one-cycle
-    schedule for `epochs` (default cfg.epochs) at peak `lr` (default cfg.lr). Returns the Learner
-    (history in `learn.history`)."""
-    learn = lm_learner(data, kind, cfg, seed, **kwargs)
-    learn.fit(epochs or cfg.epochs, lr or cfg.lr, show=show)
+def train_lm(data: LMData, kind: str, cfg: LMConfig, seed: int = 42, vectors=None, show: bool = True):
+    """An `lm_learner` (embedding from `vectors`) trained with the one-cycle schedule for cfg.epochs at
+    peak cfg.lr. Returns the Learner (history in `learn.history`). For other options, build the
+    Learner with `lm_learner` and call its `fit` yourself."""
+    learn = lm_learner(data, kind, cfg, seed, vectors=vectors)
+    learn.fit(cfg.epochs, cfg.lr, show=show)
     return learn
 
 
-def lm_learner(data: LMData, kind: str, cfg: LMConfig, seed: int = 42, amp=None, device=None, callbacks=(),
-               vectors=None, clip="cfg", init_bias: bool = True) -> Learner:
+def lm_learner(data: LMData, kind: str, cfg: LMConfig, seed: int = 42, amp=None, callbacks=(),
+               vectors=None, init_bias: bool = True) -> Learner:
     """An untrained LM in a Learner: output bias at the unigram frequencies (unless `init_bias` is
     False: as the layer initialises it, without them), embedding from `vectors`, AdamW, gradient
-    clipping (cfg.clip unless `clip` says otherwise), hidden state reset each epoch, AR/TAR for "awd",
-    plus any extra `callbacks`. `amp`: None = `training_amp` (the native low precision, unless
-    $LESSONLIB_PRECISION forces one). What `train_lm` trains, and what to run the LR finder on."""
+    clipping at cfg.clip, hidden state reset each epoch, AR/TAR for "awd", plus any extra `callbacks`.
+    `amp`: None = `training_amp` (the native low precision, unless $LESSONLIB_PRECISION forces one).
+    What `train_lm` trains, and what to run the LR finder on."""
     seed_everything(seed)
     rank, world = (ddp.rank(), ddp.world_size()) if ddp.launched_by_torchrun() else (0, 1)
     train_dl, valid_dl = data.loaders(cfg.bs, cfg.bptt, cfg.jitter, seed, rank, world)
@@ -208,10 +209,8 @@ def lm_learner(data: LMData, kind: str, cfg: LMConfig, seed: int = 42, amp=None,
         loss, metrics = model.decoder.loss, {}
     else:
         loss, metrics = lm_loss, {"acc": accuracy}
-    if amp is None:
-        amp = training_amp(device)
-    return Learner(model, train_dl, valid_dl, loss, metrics=metrics, wd=cfg.wd,
-                   clip=cfg.clip if clip == "cfg" else clip, callbacks=callbacks, amp=amp, device=device)
+    return Learner(model, train_dl, valid_dl, loss, metrics=metrics, wd=cfg.wd, clip=cfg.clip,
+                   callbacks=callbacks, amp=training_amp() if amp is None else amp)
 
 
 def imdb_language_model(size: str = "sample", retrain: bool = False, seed: int = 42,
@@ -227,7 +226,7 @@ def imdb_language_model(size: str = "sample", retrain: bool = False, seed: int =
     cfg = LM_PRESETS[size]
     data = lm_data(size)
     vectors = word_vectors(data, cfg, seed) if cfg.w2v_epochs else None
-    learn = train_lm(data, "awd", cfg, seed=seed, show=show, vectors=vectors)
+    learn = train_lm(data, "awd", cfg, seed=seed, vectors=vectors, show=show)
     return save_encoder(path, learn.model.encoder, data.vocab, learn.model.decoder)
 
 
@@ -244,7 +243,8 @@ def main(argv=None) -> None:
     data = lm_data(args.size)
     amp = {"None": None, "False": False}.get(args.amp, args.amp)
     vectors = word_vectors(data, cfg, args.seed) if cfg.w2v_epochs else None
-    learn = train_lm(data, "awd", cfg, seed=args.seed, epochs=args.epochs, amp=amp, vectors=vectors)
+    learn = lm_learner(data, "awd", cfg, seed=args.seed, amp=amp, vectors=vectors)
+    learn.fit(args.epochs or cfg.epochs, cfg.lr)
     if not ddp.launched_by_torchrun() or ddp.is_main():
         print("saved", save_encoder(lm_path(args.size), learn.model.encoder, data.vocab, learn.model.decoder))
 

@@ -2,7 +2,7 @@
 `load_language_model`) and the reading shared with the classifier of 05 (`read_saved`), with errors
 that name the file, say what is wrong with it and how to get a good one back."""
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -75,7 +75,7 @@ def load_encoder(path, **overrides):
 
 def encoder_from_blob(blob: dict, **overrides):
     """(encoder, vocab) rebuilt from what `read_lm_file` returned."""
-    encoder = AWDLSTM.from_config(AWDConfig(**blob["config"]), **overrides)
+    encoder = AWDLSTM(replace(AWDConfig(**blob["config"]), **overrides))
     encoder.load_state_dict(blob["state_dict"])
     return encoder, Vocab(blob["itos"], blob.get("counts"))
 
