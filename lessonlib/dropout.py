@@ -3,13 +3,14 @@ and Monte Carlo dropout at inference.
 
     y = dropout(x, p=0.5)                       # inverted dropout: zero a share p, scale the rest by 1/(1-p)
     hist = sweep(lambda p, hidden: MLP(n_in, hidden, p), data, {"p": [0, .5], "hidden": [16]}, seeds=[0, 1],
-                 epochs=8, lr=3e-3)             # tidy DataFrame: one row per (p, hidden, seed, epoch)
+                 run=DropoutRun(epochs=8, lr=3e-3))  # tidy DataFrame: one row per (p, hidden, seed, epoch)
     probs = mc_predict(model, dl, n_samples=50)  # (samples, rows, classes) with dropout left on
 """
 
 import itertools
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -150,30 +151,43 @@ class EvalTrainLoss(Callback):
                            **{f"train_{name}_eval": stats[name] for name in learn.metrics})
 
 
-def train_run(model: nn.Module, data: Sequence, epochs: int, lr: float, seed: int = 0,
-              batch_size: int | None = 250, schedule: str = "constant", wd: float = 0.01,
-              loss_func=F.cross_entropy, metrics=None, show: bool = False,
-              dense_batches: bool = False) -> Learner:
-    """Train `model` through the Learner on data = (X_train, y_train, X_valid, y_valid), with the
-    training loss re-measured in eval mode after every epoch (columns train_loss_eval, train_acc_eval of
-    learn.history). The shuffling is seeded by `seed`; seed the model's init yourself before building it.
-    `dense_batches`: see `rows_loader`."""
+@dataclass(frozen=True)
+class DropoutRun:
+    """How one of notebook 01's networks trains (`train_run`, `sweep`)."""
+
+    epochs: int
+    lr: float
+    batch_size: int | None = 250           # None: the whole training set as one batch
+    schedule: str = "constant"             # the LR schedule (see lessonlib.schedule)
+    wd: float = 0.01                       # AdamW's decoupled weight decay
+    loss_func: Callable = F.cross_entropy
+    metrics: dict | None = None            # None: {"acc": accuracy}
+    dense_batches: bool = False            # see `rows_loader`
+
+
+def train_run(model: nn.Module, data: Sequence, run: DropoutRun, seed: int = 0,
+              show: bool = False) -> Learner:
+    """Train `model` as `run` says through the Learner on data = (X_train, y_train, X_valid, y_valid),
+    with the training loss re-measured in eval mode after every epoch (columns train_loss_eval,
+    train_acc_eval of learn.history). The shuffling is seeded by `seed`; seed the model's init yourself
+    before building it."""
     if len(data) != 4:
         raise ValueError("data must be (X_train, y_train, X_valid, y_valid)")
     X_train, y_train, X_valid, y_valid = data
-    train_dl = rows_loader(X_train, y_train, batch_size, shuffle=True, seed=seed, dense_batches=dense_batches)
-    train_eval_dl = rows_loader(X_train, y_train, batch_size=1024, dense_batches=dense_batches)
-    valid_dl = rows_loader(X_valid, y_valid, batch_size=1024, dense_batches=dense_batches)
-    learn = Learner(model, train_dl, valid_dl, loss_func, metrics=metrics or {"acc": accuracy}, wd=wd,
-                    callbacks=[EvalTrainLoss(train_eval_dl)], amp=False)
-    learn.fit(epochs, lr, schedule=schedule, show=show)
+    dense = run.dense_batches
+    train_dl = rows_loader(X_train, y_train, run.batch_size, shuffle=True, seed=seed, dense_batches=dense)
+    train_eval_dl = rows_loader(X_train, y_train, batch_size=1024, dense_batches=dense)
+    valid_dl = rows_loader(X_valid, y_valid, batch_size=1024, dense_batches=dense)
+    learn = Learner(model, train_dl, valid_dl, run.loss_func, metrics=run.metrics or {"acc": accuracy},
+                    wd=run.wd, callbacks=[EvalTrainLoss(train_eval_dl)], amp=False)
+    learn.fit(run.epochs, run.lr, schedule=run.schedule, show=show)
     return learn
 
 
 def sweep(make_model: Callable[..., nn.Module], data: Sequence, grid: dict[str, Sequence],
-          seeds: Sequence[int], epochs: int, lr: float, test: Sequence | None = None,
-          models: dict | None = None, **run_kw) -> pd.DataFrame:
-    """Train make_model(**params) for every combination of the `grid` values and every seed.
+          seeds: Sequence[int], run: DropoutRun, test: Sequence | None = None,
+          models: dict | None = None) -> pd.DataFrame:
+    """Train make_model(**params) as `run` says for every combination of the `grid` values and every seed.
 
     Returns a tidy DataFrame, one row per run and epoch: the grid columns, seed, epoch (from 1),
     train_loss (as reported during training, dropout on), train_loss_eval (eval mode, at the epoch's end),
@@ -190,7 +204,7 @@ def sweep(make_model: Callable[..., nn.Module], data: Sequence, grid: dict[str, 
     for params in progress(combos, desc="sweep"):
         for seed in seeds:
             seed_everything(seed)
-            learn = train_run(make_model(**params), data, epochs, lr, seed=seed, **run_kw)
+            learn = train_run(make_model(**params), data, run, seed=seed)
             hist = learn.history.copy()
             hist["epoch"] = hist["epoch"] + 1
             if test is not None:

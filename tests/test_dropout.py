@@ -10,6 +10,7 @@ from lessonlib.bow import rows_loader
 from lessonlib.dropout import (
     MLP,
     Dropout,
+    DropoutRun,
     binary_logit_accuracy,
     binary_logit_loss,
     dropout,
@@ -119,7 +120,7 @@ def test_train_run_remeasures_the_training_loss_in_eval_mode():
     data = toy_data()
     torch.manual_seed(0)
     model = MLP(30, 8, p=0.5)
-    learn = train_run(model, data, epochs=3, lr=1e-2, seed=0, batch_size=20)
+    learn = train_run(model, data, DropoutRun(epochs=3, lr=1e-2, batch_size=20), seed=0)
     hist = learn.history
     assert list(hist.columns[:3]) == ["epoch", "train_loss", "valid_loss"]
     assert hist["train_loss_eval"].notna().all() and hist["train_acc_eval"].between(0, 1).all()
@@ -132,8 +133,8 @@ def test_train_run_remeasures_the_training_loss_in_eval_mode():
 
 def test_sweep_is_tidy_and_reproducible():
     data, test = toy_data(), toy_data(seed=1)[2:]
-    kw = dict(data=data, grid={"p": [0.0, 0.5], "hidden": [4]}, seeds=[0, 1], epochs=2, lr=1e-2,
-              batch_size=30, test=test)
+    kw = dict(data=data, grid={"p": [0.0, 0.5], "hidden": [4]}, seeds=[0, 1],
+              run=DropoutRun(epochs=2, lr=1e-2, batch_size=30), test=test)
     make = lambda p, hidden: MLP(30, hidden, p)
     models = {}
     hist = sweep(make, models=models, **kw)
@@ -150,9 +151,9 @@ def test_sweep_is_tidy_and_reproducible():
 
 def test_sweep_checks_its_grid():
     with pytest.raises(ValueError, match="grid"):
-        sweep(MLP, toy_data(), {"p": []}, seeds=[0], epochs=1, lr=1e-2)
+        sweep(MLP, toy_data(), {"p": []}, seeds=[0], run=DropoutRun(epochs=1, lr=1e-2))
     with pytest.raises(ValueError, match="seed"):
-        sweep(MLP, toy_data(), {"p": [0]}, seeds=[], epochs=1, lr=1e-2)
+        sweep(MLP, toy_data(), {"p": [0]}, seeds=[], run=DropoutRun(epochs=1, lr=1e-2))
 
 
 def test_run_summary_and_mean_std():
