@@ -85,3 +85,11 @@ class LengthTemperatures:
         an input between two fitted lengths gets the more cautious, shorter one."""
         k = max(int(np.searchsorted(self.lengths, n_tokens, side="right")) - 1, 0)
         return float(self.temperatures[k])
+
+    def probs(self, logits: torch.Tensor, n_tokens) -> torch.Tensor:
+        """Calibrated class probabilities: each row's logits divided by the temperature `at` its
+        length (`n_tokens`, one per row), then softmax."""
+        t = torch.tensor([self.at(int(n)) for n in n_tokens])
+        if len(t) != len(logits):
+            raise ValueError(f"{len(t)} lengths for {len(logits)} rows of logits")
+        return torch.softmax(logits.float() / t[:, None], dim=-1)

@@ -54,3 +54,12 @@ def test_length_temperatures_take_the_longest_fitted_length_not_above():
         LengthTemperatures((5, 2), (1.0, 1.0))
     with pytest.raises(ValueError, match="one temperature per length"):
         LengthTemperatures((2,), ())
+
+
+def test_length_temperatures_divide_each_row_by_its_lengths_temperature():
+    temps = LengthTemperatures((2, 5), (4.0, 2.0))
+    logits = torch.tensor([[0.0, 8.0], [0.0, 8.0]])
+    probs = temps.probs(logits, [3, 50])  # T = 4 for 3 tokens, T = 2 for 50
+    torch.testing.assert_close(probs, torch.softmax(torch.tensor([[0.0, 2.0], [0.0, 4.0]]), -1))
+    with pytest.raises(ValueError, match="lengths for"):
+        temps.probs(logits, [3])

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from lessonlib.text.classifier_data import ClassificationDataset
-from lessonlib.text.confidence import WINDOW_LENGTHS, fit_length_temperatures, windows
+from lessonlib.text.confidence import WINDOW_LENGTHS, fit_length_temperatures, window_logits, windows
 
 BOS, PAD, GOOD, BAD = 2, 1, 5, 6
 
@@ -50,3 +50,10 @@ def test_short_windows_get_a_higher_temperature_than_whole_reviews():
     # one sentiment word is right 4 times in 5: p = 0.8 means T = 10 / log(4)
     assert temps.at(2) == pytest.approx(10 / np.log(4), rel=0.25)
     assert temps.at(121) < temps.at(2) / 2 and temps.at(5000) == temps.at(121)
+
+
+def test_window_logits_score_each_window_with_its_reviews_label():
+    reviews = noisy_reviews(n=20, length=60)
+    logits, targets = window_logits(WordCounter(), reviews, length=9, pad_idx=PAD, per_review=3, seed=0)
+    assert logits.shape == (20 * 3, 2)
+    assert targets.tolist() == np.repeat(reviews.labels, 3).tolist()

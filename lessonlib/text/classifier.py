@@ -151,9 +151,10 @@ class TextClassifier(nn.Module):
                              "every word is unknown): nothing to classify; give it a review in English")
         ids = torch.as_tensor(ids, dtype=torch.long)
         device = next(self.parameters()).device
-        temperature = 1.0 if self.temperatures is None else self.temperatures.at(len(ids))
         with eval_mode(self):
-            probs = torch.softmax(self(ids[None].to(device)).float() / temperature, dim=-1)[0]
+            logits = self(ids[None].to(device)).float().cpu()
+        temperatures = self.temperatures or LengthTemperatures((1,), (1.0,))  # (1.0: the raw softmax)
+        probs = temperatures.probs(logits, [len(ids)])[0]
         i = int(probs.argmax())
         return self.classes[i], float(probs[i])
 

@@ -39,18 +39,26 @@ def windows(dataset: ClassificationDataset, length: int, per_review: int, seed: 
     return ClassificationDataset(ids, labels)
 
 
+def window_logits(model, dataset: ClassificationDataset, length: int, pad_idx: int, per_review: int = 4,
+                  seed: int = 0, bs: int = 64):
+    """(logits, targets) of the model on `windows(dataset, length, per_review, seed)`: what it answers,
+    and how often rightly, when it reads only `length` tokens of each review."""
+    part = windows(dataset, length, per_review, seed)
+    logits, targets, _ = predict_logits(model, classification_loader(part, bs, pad_idx, train=False))
+    return logits, targets
+
+
 def fit_length_temperatures(model, dataset: ClassificationDataset, pad_idx: int,
                             lengths=WINDOW_LENGTHS, per_review: int = 4, seed: int = 0,
                             bs: int = 64) -> LengthTemperatures:
-    """A temperature for windows of each of `lengths` tokens of the (validation) reviews in `dataset`,
-    and one for the whole reviews at their median length (beyond the longest window). Only the
-    validation reviews are read: the test reviews stay for measuring the result."""
-    parts = {n: windows(dataset, n, per_review, seed + k) for k, n in enumerate(lengths)}
+    """A temperature for windows of each of `lengths` tokens of the (validation) reviews in `dataset`
+    (`window_logits`), and one for the whole reviews at their median length (beyond the longest
+    window). Only the validation reviews are read: the test reviews stay for measuring the result."""
+    fitted = {}
+    for k, n in enumerate(lengths):
+        fitted[n] = fit_temperature(*window_logits(model, dataset, n, pad_idx, per_review, seed + k, bs))
     whole = int(np.median(dataset.lengths))
     if whole > max(lengths):
-        parts[whole] = dataset
-    fitted = {}
-    for n, part in parts.items():
-        logits, targets, _ = predict_logits(model, classification_loader(part, bs, pad_idx, train=False))
-        fitted[n] = fit_temperature(logits, targets)
+        logits, targets, _ = predict_logits(model, classification_loader(dataset, bs, pad_idx, train=False))
+        fitted[whole] = fit_temperature(logits, targets)
     return LengthTemperatures(tuple(fitted), tuple(fitted.values()))
