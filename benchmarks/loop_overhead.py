@@ -45,7 +45,7 @@ def bare_loop(model, dl, epochs, lr):
 
 
 def learner_loop(model, dl, epochs, lr, amp=False, schedule="constant"):
-    Learner(model, dl, None, F.cross_entropy, amp=amp, device="cpu").fit(epochs, lr, schedule, show=False)
+    Learner(model, (dl, None), F.cross_entropy, amp=amp, device="cpu").fit(epochs, lr, schedule, show=False)
 
 
 def timed(fn, init, *args, **kw):

@@ -1,7 +1,7 @@
 """What the Learner's loop does besides forward, backward and step: small callbacks, one job each.
 
 The Learner always runs `Recorder` (history and printed table) and `NanCheck`, adds `Distributed`
-under torchrun and a `Scheduler` for each fit; `GradNorm` is for the caller to add.
+under torchrun and a `Scheduler` for each fit; `GradientClip` and `GradNorm` are for the caller to add.
 """
 
 import math
@@ -175,7 +175,8 @@ class NanCheck(Callback):
             lrs = ", ".join(f"{g['lr']:.3g}" for g in learn.opt.param_groups)
             raise FloatingPointError(
                 f"loss is {losses[i].item()} at epoch {learn.epoch}, batch {pending[i][0]}: training "
-                f"stopped. Lower the learning rate (now {lrs}), set clip= to bound the gradients, or "
+                f"stopped. Lower the learning rate (now {lrs}), bound the gradients with the GradientClip "
+                "callback, or "
                 "check the inputs for NaN/inf.")
 
     before_validate = after_epoch = check
@@ -201,9 +202,23 @@ class Distributed(Callback):
         learn.fit_model = learn.model
 
 
+class GradientClip(Callback):
+    """Scales the gradients down, when their global norm exceeds `max_norm`, to that norm (None: leaves
+    them alone). It runs after every other `after_backward` callback, so those see the true gradients."""
+
+    order = 50
+
+    def __init__(self, max_norm: float | None):
+        self.max_norm = max_norm
+
+    def after_backward(self, learn):
+        if self.max_norm is not None:
+            nn.utils.clip_grad_norm_(learn.model.parameters(), self.max_norm)
+
+
 class GradNorm(Callback):
     """Records the global gradient norm of every training step, before clipping, in `norms`: what
-    `clip` caps, and how often it has to."""
+    `GradientClip` caps, and how often it has to."""
 
     def __init__(self):
         self.norms: list[float] = []

@@ -11,6 +11,7 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,7 @@ from torch import nn
 from lessonlib.bow import rows_loader
 from lessonlib.callbacks import Callback
 from lessonlib.core import eval_outputs, progress, seed_everything
-from lessonlib.learner import Learner, accuracy
+from lessonlib.learner import Learner, accuracy, adamw
 
 
 # ---- the mechanism ---------------------------------------------------------------------------------------
@@ -178,8 +179,9 @@ def train_run(model: nn.Module, data: Sequence, run: DropoutRun, seed: int = 0,
     train_dl = rows_loader(X_train, y_train, run.batch_size, shuffle=True, seed=seed, dense_batches=dense)
     train_eval_dl = rows_loader(X_train, y_train, batch_size=1024, dense_batches=dense)
     valid_dl = rows_loader(X_valid, y_valid, batch_size=1024, dense_batches=dense)
-    learn = Learner(model, train_dl, valid_dl, run.loss_func, metrics=run.metrics or {"acc": accuracy},
-                    wd=run.wd, callbacks=[EvalTrainLoss(train_eval_dl)], amp=False)
+    learn = Learner(model, (train_dl, valid_dl), run.loss_func, metrics=run.metrics or {"acc": accuracy},
+                    opt_func=partial(adamw, weight_decay=run.wd), callbacks=[EvalTrainLoss(train_eval_dl)],
+                    amp=False)
     learn.fit(run.epochs, run.lr, schedule=run.schedule, show=show)
     return learn
 

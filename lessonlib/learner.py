@@ -1,6 +1,6 @@
 """The training loop every notebook uses: a model, its loaders, a loss and an optimizer.
 
-    learn = Learner(model, train_dl, valid_dl, F.cross_entropy, metrics={"acc": accuracy})
+    learn = Learner(model, (train_dl, valid_dl), F.cross_entropy, metrics={"acc": accuracy})
     lr = learn.lr_find()          # plots loss against LR, leaves the model as it was
     learn.fit(3, lr)              # one-cycle schedule; prints one line per epoch; learn.history
     learn.plot_losses(); learn.save("model.pt")
@@ -32,11 +32,12 @@ def accuracy(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred.argmax(dim=-1) == target).float().mean()
 
 
-def adamw(groups, fused: bool = False, **kwargs) -> torch.optim.AdamW:
-    """The Learner's default optimizer: AdamW with betas (0.9, 0.99), fast.ai's choice. `fused` runs
-    torch's fused kernel: one pass over each parameter instead of one per arithmetic step (the same
-    update, rounded differently): `opt_func=functools.partial(adamw, fused=True)`."""
-    return torch.optim.AdamW(groups, betas=(0.9, 0.99), fused=fused, **kwargs)
+def adamw(groups, lr: float, weight_decay: float = 0.01, fused: bool = False) -> torch.optim.AdamW:
+    """The Learner's default optimizer: AdamW with betas (0.9, 0.99), fast.ai's choice, and decoupled
+    weight decay. `fused` runs torch's fused kernel: one pass over each parameter instead of one per
+    arithmetic step (the same update, rounded differently):
+    `opt_func=functools.partial(adamw, weight_decay=0.1, fused=True)`."""
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99), weight_decay=weight_decay, fused=fused)
 
 
 def param_groups(groups: list[nn.Module]) -> list[dict]:
@@ -54,33 +55,35 @@ def _rank0_bars() -> dict:
 
 
 class Learner:
-    """Trains `model` on `train_dl`, validating on `valid_dl` after every epoch.
+    """Trains `model` on the first loader of `dls = (train_dl, valid_dl)`, validating on the second
+    (None: no validation) after every epoch.
 
     Batches are `(x, y)`; the loss is `loss_func(model(x), y)`. `metrics` maps names to callables
-    `(pred, target) -> scalar`, averaged over validation targets (weighted by `target.numel()`). `clip`
-    is the max global gradient norm; `amp` see `lessonlib.numerics.amp_dtype`; `callbacks` see
-    `lessonlib.callbacks.Callback`.
+    `(pred, target) -> scalar`, averaged over validation targets (weighted by `target.numel()`).
+    `opt_func(param_groups, lr=...)` builds the optimizer (default `adamw`: weight decay 0.01); `amp`
+    see `lessonlib.numerics.amp_dtype`; `callbacks` see `lessonlib.callbacks.Callback` (gradient
+    clipping is one: `GradientClip(max_norm)`).
     """
 
-    def __init__(self, model: nn.Module, train_dl, valid_dl=None, loss_func=None, metrics=None,
-                 opt_func=None, wd: float = 0.01, clip: float | None = None, callbacks=(),
+    def __init__(self, model: nn.Module, dls, loss_func, metrics=None, opt_func=adamw, callbacks=(),
                  device=None, amp=None):
         if loss_func is None:
             raise ValueError("Learner needs a loss_func, e.g. torch.nn.functional.cross_entropy")
+        if not isinstance(dls, (tuple, list)) or len(dls) != 2:
+            raise ValueError("dls must be (train_dl, valid_dl), valid_dl None for no validation")
         distributed = ddp.launched_by_torchrun() or ddp.is_distributed()
         self.device = torch.device(device) if device else (
             ddp.local_device() if distributed else default_device())
         if distributed:
             ddp.init(self.device)
         self.model = self.fit_model = model.to(self.device)  # fit_model: what the loop calls (maybe DDP)
-        self.train_dl, self.valid_dl, self.loss_func = train_dl, valid_dl, loss_func
-        self.dls = (train_dl, valid_dl)  # what a fit reads: the Distributed callback shards them
-        self.metrics, self.clip = dict(metrics or {}), clip
+        self.train_dl, self.valid_dl = dls
+        self.dls = tuple(dls)  # what a fit reads: the Distributed callback shards them
+        self.loss_func, self.metrics = loss_func, dict(metrics or {})
         self.amp_dtype = amp_dtype(amp, self.device)
         # fp16 needs its gradients scaled; disabled, the scaler passes everything straight through
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        opt_func = opt_func or adamw
-        self.opt = opt_func(param_groups(self.layer_groups()), lr=1e-3, weight_decay=wd)
+        self.opt = opt_func(param_groups(self.layer_groups()), lr=1e-3)
         self.recorder = Recorder()
         nan_check = NanCheck(every=1 if self.device.type == "cpu" else 32)  # a GPU read waits for the GPU
         self.callbacks = [self.recorder, nan_check, *([Distributed()] if distributed else []), *callbacks]
@@ -151,12 +154,11 @@ class Learner:
 
     def step(self, loss: torch.Tensor) -> None:
         """Backward pass and optimizer step. The fp16 scaler (a pass-through otherwise) scales the loss
-        and unscales the gradients again, so `after_backward` callbacks and clipping see true ones."""
+        and unscales the gradients again, so `after_backward` callbacks (clipping among them) see true
+        ones."""
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.opt)
         self.callback("after_backward")
-        if self.clip is not None:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
         self.scaler.step(self.opt)
         self.scaler.update()
         self.opt.zero_grad(set_to_none=True)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from lessonlib.callbacks import GradientClip
 from lessonlib.core import seed_everything
 from lessonlib.learner import Learner, accuracy
 
@@ -39,7 +40,8 @@ def main():
     train_dl = DataLoader(synthetic(8192, seed=0), batch_size=args.bs, shuffle=True)
     valid_dl = DataLoader(synthetic(2048, seed=1), batch_size=256)
     model = nn.Sequential(nn.Linear(20, 128), nn.ReLU(), nn.Dropout(0.1), nn.Linear(128, 2))
-    learn = Learner(model, train_dl, valid_dl, F.cross_entropy, metrics={"acc": accuracy}, clip=1.0)
+    learn = Learner(model, (train_dl, valid_dl), F.cross_entropy, metrics={"acc": accuracy},
+                    callbacks=[GradientClip(1.0)])
     learn.fit(args.epochs, args.lr, checkpoint=args.checkpoint)
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()

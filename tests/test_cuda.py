@@ -33,6 +33,6 @@ def test_resume_on_cuda_is_exact(tmp_path):
 def test_pinned_batches_are_copied_to_the_gpu():
     train = DataLoader(make_data(), batch_size=32, shuffle=True, pin_memory=True)
     valid = DataLoader(make_data(128, seed=1), batch_size=64, pin_memory=True)
-    learn = Learner(TwoGroups(), train, valid, F.cross_entropy, metrics={"acc": accuracy})
+    learn = Learner(TwoGroups(), (train, valid), F.cross_entropy, metrics={"acc": accuracy})
     learn.fit(2, 1e-2, show=False)
     assert next(learn.model.parameters()).is_cuda and learn.history["acc"].iloc[-1] > 0.6

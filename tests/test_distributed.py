@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lessonlib import distributed
+from lessonlib.callbacks import GradientClip
 from lessonlib.learner import Learner, accuracy
 
 PER_RANK_BS, WORLD = 8, 2
@@ -29,8 +30,8 @@ def make_learner(batch_size):
     valid = TensorDataset(x_valid, (x_valid @ w > 0).long())
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 2))
-    return Learner(model, DataLoader(train, batch_size=batch_size), DataLoader(valid, batch_size=10),
-                   F.cross_entropy, metrics={"acc": accuracy}, clip=1.0)
+    return Learner(model, (DataLoader(train, batch_size=batch_size), DataLoader(valid, batch_size=10)),
+                   F.cross_entropy, metrics={"acc": accuracy}, callbacks=[GradientClip(1.0)])
 
 
 def worker(rank, port, out_dir):

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from test_classifier import saved_lm_encoder
 from test_classifier_data import toy_data
 
+from lessonlib.callbacks import GradientClip
 from lessonlib.learner import Learner, accuracy
 from lessonlib.text.classifier import (
     ClassifierConfig,
@@ -41,8 +42,8 @@ def test_gradual_unfreezing_trains_the_head_then_more_then_all(tmp_path):
     ids = [np.r_[2, rng.integers(7, 16, size=rng.integers(3, 12))] for _ in range(24)]
     ds = ClassificationDataset(ids, np.arange(24) % 2)
     dl = classification_loader(ds, bs=8, pad_idx=model.vocab.pad_id, train=True)
-    learn = Learner(model, dl, classification_loader(ds, 8, model.vocab.pad_id, train=False),
-                    F.cross_entropy, metrics={"acc": accuracy}, clip=0.25, device="cpu")
+    learn = Learner(model, (dl, classification_loader(ds, 8, model.vocab.pad_id, train=False)),
+                    F.cross_entropy, metrics={"acc": accuracy}, callbacks=[GradientClip(0.25)], device="cpu")
     groups = model.layer_groups()
     before = [[p.detach().clone() for p in g.parameters()] for g in groups]
     changed = []

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lessonlib.callbacks import GradNorm
+from lessonlib.callbacks import GradientClip, GradNorm
 from lessonlib.learner import Learner, accuracy
 from lessonlib.schedule import constant, get_schedule, one_cycle
 
@@ -64,7 +64,7 @@ class TwoGroups(nn.Module):
 def make_learner(seed=0, kind="torch", **kw):
     torch.manual_seed(seed)
     train_dl, valid_dl = loaders(seed=seed, kind=kind)
-    return Learner(TwoGroups(), train_dl, valid_dl, F.cross_entropy, metrics={"acc": accuracy}, **kw)
+    return Learner(TwoGroups(), (train_dl, valid_dl), F.cross_entropy, metrics={"acc": accuracy}, **kw)
 
 
 def params(model):
@@ -163,7 +163,7 @@ def test_clipping_bounds_the_global_grad_norm():
     unclipped = max(norms)
     norms.clear()
     clip = unclipped / 10
-    make_learner(opt_func=Spy, clip=clip).fit(1, 1e-2, show=False)
+    make_learner(opt_func=Spy, callbacks=[GradientClip(clip)]).fit(1, 1e-2, show=False)
     assert max(norms) <= clip * (1 + 1e-5)
 
 
@@ -234,7 +234,7 @@ def test_callbacks_see_training_flag_and_can_change_the_loss():
 
 def test_grad_norm_records_the_norm_before_clipping_every_step():
     norms = GradNorm()
-    learn = make_learner(callbacks=[norms], clip=1e-3)
+    learn = make_learner(callbacks=[GradientClip(1e-3), norms])  # the clip listed first, run last
     learn.fit(1, 1e-3, show=False)
     assert len(norms.norms) == len(learn.train_dl) and min(norms.norms) > 1e-3  # before clipping
 
@@ -283,7 +283,7 @@ def test_nan_loss_stops_with_epoch_batch_and_advice():
     ds = make_data(64)
     ds.tensors[0][40] = float("nan")  # batch 5 of 8 (batch size 8, no shuffle)
     torch.manual_seed(0)
-    learn = Learner(TwoGroups(), DataLoader(ds, batch_size=8), None, F.cross_entropy)
+    learn = Learner(TwoGroups(), (DataLoader(ds, batch_size=8), None), F.cross_entropy)
     with pytest.raises(FloatingPointError, match=r"epoch 0, batch 5.*Lower the learning rate"):
         learn.fit(1, 1e-2, show=False)
     assert all(torch.isfinite(p).all() for p in learn.model.parameters())  # stopped before the step
@@ -291,9 +291,11 @@ def test_nan_loss_stops_with_epoch_batch_and_advice():
 
 def test_bad_arguments_are_clear_errors():
     with pytest.raises(ValueError, match="loss_func"):
-        Learner(TwoGroups(), *loaders())
+        Learner(TwoGroups(), loaders(), None)
+    with pytest.raises(ValueError, match="train_dl, valid_dl"):
+        Learner(TwoGroups(), loaders()[0], F.cross_entropy)
     with pytest.raises(ValueError, match="valid_dl"):
-        Learner(TwoGroups(), loaders()[0], None, F.cross_entropy).evaluate()
+        Learner(TwoGroups(), (loaders()[0], None), F.cross_entropy).evaluate()
     with pytest.raises(ValueError, match="fp16"):
         make_learner(amp="fp16")
     with pytest.raises(ValueError, match="start_epoch"):
@@ -403,7 +405,7 @@ def test_tied_weights_sit_in_one_group_only():
         def layer_groups(self):
             return [self.emb, nn.ModuleList([self.dec, self.out])]
 
-    learn = Learner(Tied(), *loaders(), F.cross_entropy)
+    learn = Learner(Tied(), loaders(), F.cross_entropy)
     first, last = learn.opt.param_groups
     assert first["params"] == [learn.model.emb.weight]
     assert len(last["params"]) == 2 and all(p is not learn.model.emb.weight for p in last["params"])

@@ -2,6 +2,7 @@ import math
 
 import torch
 
+from lessonlib.callbacks import GradientClip
 from lessonlib.learner import Learner
 from lessonlib.text.awd_lstm import (
     AWDConfig,
@@ -38,8 +39,8 @@ def test_training_through_learner_lowers_loss_on_a_repeated_text():
     train = LMLoader(docs, bs=4, bptt=10, shuffle=True, jitter=2)
     valid = LMLoader(docs[:8], bs=4, bptt=10)
     lm = awd_lstm_lm(AWDConfig(V, 16, 32, 2, drop_mult=0.1))
-    learn = Learner(lm, train, valid, lm_loss, clip=0.5, callbacks=[ResetState(), RNNRegularizer()],
-                    device="cpu")
+    callbacks = [ResetState(), RNNRegularizer(), GradientClip(0.5)]
+    learn = Learner(lm, (train, valid), lm_loss, callbacks=callbacks, device="cpu")
     assert learn.evaluate()["loss"] > math.log(15)
     learn.fit(4, 3e-2, show=False)
     # below log(15), the loss of the best guess that ignores context (15 equally frequent tokens)

@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from lessonlib.callbacks import GradientClip
 from lessonlib.core import seed_everything
 from lessonlib.learner import Learner, adamw
 from lessonlib.tabular.loader import TensorLoader, frame_loader
@@ -64,8 +65,9 @@ def sales_learner(train: pd.DataFrame, valid: pd.DataFrame, proc: TabularProcess
     log_y = np.log(train["Sales"].to_numpy())
     net = TabularModel(proc.cardinalities, len(proc.cont_names), cfg, y_range=y_range_for(log_y),
                        y_init=float(log_y.mean()))
-    return Learner(net, train_dl, valid_dl, F.mse_loss, device=device, amp=cfg.amp, wd=cfg.wd,
-                   clip=cfg.clip, opt_func=partial(adamw, fused=True))
+    return Learner(net, (train_dl, valid_dl), F.mse_loss,
+                   opt_func=partial(adamw, weight_decay=cfg.wd, fused=True),
+                   callbacks=[GradientClip(cfg.clip)], device=device, amp=cfg.amp)
 
 
 def fit_sales_model(train: pd.DataFrame, valid: pd.DataFrame, proc: TabularProcessor, cfg: SalesConfig,

@@ -8,6 +8,7 @@ from functools import partial
 
 import torch.nn.functional as F
 
+from lessonlib.callbacks import GradientClip
 from lessonlib.core import seed_everything
 from lessonlib.learner import Learner, accuracy, adamw
 from lessonlib.numerics import training_amp
@@ -86,9 +87,10 @@ def classifier_learner(lm_file, data: ClassifierData, cfg: FineTuneConfig, pretr
     seed_everything(seed)
     model = classifier_from_lm(lm_file, cfg, pretrained=pretrained)
     train_dl, valid_dl = data.loaders(cfg.bs, seed)
-    return Learner(model, train_dl, valid_dl if validate else None, F.cross_entropy,
-                   opt_func=partial(adamw, fused=True), metrics={"acc": accuracy}, clip=cfg.clip, wd=cfg.wd,
-                   callbacks=callbacks, amp=training_amp() if amp is None else amp)
+    dls = (train_dl, valid_dl if validate else None)
+    return Learner(model, dls, F.cross_entropy, metrics={"acc": accuracy},
+                   opt_func=partial(adamw, weight_decay=cfg.wd, fused=True),
+                   callbacks=[*callbacks, GradientClip(cfg.clip)], amp=training_amp() if amp is None else amp)
 
 
 def train_classifier(lm_file, data: ClassifierData, cfg: FineTuneConfig, pretrained: bool, seed: int,

@@ -17,14 +17,16 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from lessonlib import distributed as ddp
+from lessonlib.callbacks import GradientClip
 from lessonlib.core import seed_everything
 from lessonlib.data import imdb_reviews
-from lessonlib.learner import Learner, accuracy
+from lessonlib.learner import Learner, accuracy, adamw
 from lessonlib.numerics import training_amp
 from lessonlib.text.awd_lstm import AWDConfig, awd_lstm_lm, lm_loss, plain_lstm_lm
 from lessonlib.text.lm_callbacks import ResetState, RNNRegularizer
@@ -205,12 +207,14 @@ def lm_learner(data: LMData, kind: str, cfg: LMConfig, seed: int = 42, amp=None,
     callbacks = [ResetState(), *callbacks]
     if kind == "awd":
         callbacks.append(RNNRegularizer(cfg.alpha, cfg.beta))
+    callbacks.append(GradientClip(cfg.clip))
     if cfg.adaptive_cutoffs:
         loss, metrics = model.decoder.loss, {}
     else:
         loss, metrics = lm_loss, {"acc": accuracy}
-    return Learner(model, train_dl, valid_dl, loss, metrics=metrics, wd=cfg.wd, clip=cfg.clip,
-                   callbacks=callbacks, amp=training_amp() if amp is None else amp)
+    return Learner(model, (train_dl, valid_dl), loss, metrics=metrics,
+                   opt_func=partial(adamw, weight_decay=cfg.wd), callbacks=callbacks,
+                   amp=training_amp() if amp is None else amp)
 
 
 def imdb_language_model(size: str = "sample", retrain: bool = False, seed: int = 42,
