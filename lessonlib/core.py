@@ -58,19 +58,20 @@ def progress_enabled() -> bool:
     return os.environ.get("LESSONLIB_PROGRESS", "1").lower() not in ("0", "false", "off", "no")
 
 
-def progress(iterable=None, **kwargs):
-    """A tqdm bar (a widget in Jupyter, text in a terminal), silent when progress is off."""
+def progress(iterable=None, desc: str | None = None, total: int | None = None, disable: bool = False,
+             unit: str = "it", unit_scale: bool = False):
+    """A tqdm bar (a widget in Jupyter, text in a terminal) that goes away when done, silent when
+    progress is off (whatever `disable` says)."""
     from tqdm.auto import tqdm
 
-    kwargs["disable"] = kwargs.get("disable", False) or not progress_enabled()  # the env var always wins
-    kwargs.setdefault("leave", False)
     if iterable is not None and not hasattr(iterable, "__next__"):
         # tqdm.auto calls iter() in its constructor and again when looping: a DataLoader would draw its
         # shuffling seed twice. Hand it one iterator (keeping the length for the bar).
-        if hasattr(iterable, "__len__"):
-            kwargs.setdefault("total", len(iterable))
+        if total is None and hasattr(iterable, "__len__"):
+            total = len(iterable)
         iterable = iter(iterable)
-    return tqdm(iterable, **kwargs)
+    return tqdm(iterable, desc=desc, total=total, disable=disable or not progress_enabled(), unit=unit,
+                unit_scale=unit_scale, leave=False)
 
 
 def versions() -> dict:

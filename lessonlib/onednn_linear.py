@@ -69,8 +69,8 @@ class OneDNNLinear(nn.Linear):
     """`nn.Linear`, then a ReLU if `relu`, computed by oneDNN for fp32 CPU inputs (see the module
     docstring)."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, relu: bool = False, **kwargs):
-        super().__init__(in_features, out_features, bias=bias, **kwargs)
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, relu: bool = False):
+        super().__init__(in_features, out_features, bias=bias)
         self.relu = relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -47,8 +47,7 @@ def new_axes():
     return plt.subplots(figsize=(6, 4))[1]
 
 
-def plot_curves(df: pd.DataFrame, x: str, y: str, group: str | None = None, ax=None, label: str = "{}",
-                colors=None, **line_kw):
+def plot_curves(df: pd.DataFrame, x: str, y: str, group: str | None = None, ax=None, label: str = "{}"):
     """One line per value of `group`: the mean of `y` at each `x` over the rows sharing them (the seeds),
     with a band of ± one standard deviation. `label` formats the group value (e.g. "p={}")."""
     _check_columns(df, x, y, group)
@@ -57,9 +56,9 @@ def plot_curves(df: pd.DataFrame, x: str, y: str, group: str | None = None, ax=N
     cmap = plt.get_cmap("viridis")
     for i, (value, part) in enumerate(groups):
         stats = part.groupby(x)[y].agg(["mean", "std"]).fillna(0.0)
-        color = colors[i] if colors is not None else (cmap(i / max(len(groups) - 1, 1)) if group else None)
+        color = cmap(i / max(len(groups) - 1, 1)) if group else None
         (line,) = ax.plot(stats.index, stats["mean"], color=color,
-                          label=label.format(value) if group else label.format(y), **line_kw)
+                          label=label.format(value) if group else label.format(y))
         ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"],
                         color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set(xlabel=x, ylabel=y)
@@ -67,15 +66,13 @@ def plot_curves(df: pd.DataFrame, x: str, y: str, group: str | None = None, ax=N
 
 
 def plot_vs_param(df: pd.DataFrame, x: str, y: str, group: str | None = None, yerr: str | None = None,
-                  ax=None, label: str = "{}", **errorbar_kw):
+                  ax=None, label: str = "{}"):
     """`y` against the parameter `x` with error bars, one line per value of `group`.
 
     Without `yerr`, the rows sharing an x (the seeds) are averaged and the bars are ± one standard
     deviation; with `yerr`, each row is one point and that column gives its bar (e.g. a standard error)."""
     _check_columns(df, x, y, group, yerr)
     ax = ax if ax is not None else new_axes()
-    errorbar_kw.setdefault("marker", "o")
-    errorbar_kw.setdefault("capsize", 3)
     groups = [(None, df)] if group is None else list(df.groupby(group, sort=True))
     for value, part in groups:
         if yerr is None:
@@ -84,7 +81,8 @@ def plot_vs_param(df: pd.DataFrame, x: str, y: str, group: str | None = None, ye
         else:
             part = part.sort_values(x)
             xs, ys, es = part[x], part[y], part[yerr]
-        ax.errorbar(xs, ys, yerr=es, label=label.format(value) if group else label.format(y), **errorbar_kw)
+        ax.errorbar(xs, ys, yerr=es, label=label.format(value) if group else label.format(y), marker="o",
+                    capsize=3)
     ax.set(xlabel=x, ylabel=y)
     return ax
 

@@ -37,12 +37,6 @@ class TensorLoader:
                 idx = order[b * bs:(b + 1) * bs]
                 yield (self.cats[idx], self.conts[idx]), self.y[idx]
 
-    @classmethod
-    def from_arrays(cls, cats, conts, y, **kwargs) -> "TensorLoader":
-        """Build from numpy arrays (int64 codes, float32 continuous, float32 target)."""
-        return cls(torch.as_tensor(cats), torch.as_tensor(conts), torch.as_tensor(y, dtype=torch.float32),
-                   **kwargs)
-
 
 def frame_loader(proc, df, target: str | None = "Sales", batch_size: int = 512, shuffle: bool = False,
                  seed: int = 0) -> TensorLoader:
@@ -57,5 +51,5 @@ def frame_loader(proc, df, target: str | None = "Sales", batch_size: int = 512, 
             raise ValueError(f"log target needs {target} > 0; keep only such rows (features.sales_rows)")
         y = np.log(y)
     gen = torch.Generator().manual_seed(seed)
-    return TensorLoader.from_arrays(cats, conts, y.astype(np.float32), batch_size=batch_size, shuffle=shuffle,
-                                    generator=gen)
+    y = torch.as_tensor(y, dtype=torch.float32)
+    return TensorLoader(torch.as_tensor(cats), torch.as_tensor(conts), y, batch_size, shuffle, generator=gen)

@@ -67,15 +67,18 @@ def read_lm_file(path) -> dict:
     return read_saved(path, ("config", "state_dict", "itos"), "saved LM encoder", LM_REMEDY)
 
 
-def load_encoder(path, **overrides):
-    """(encoder, vocab) from a file written by `save_encoder`; `overrides` change config entries such
-    as dropouts (e.g. `drop_mult=0.5` for a classifier)."""
-    return encoder_from_blob(read_lm_file(path), **overrides)
+def load_encoder(path, drop_mult: float | None = None):
+    """(encoder, vocab) from a file written by `save_encoder`; `drop_mult` (None: the saved one)
+    rescales its dropouts, e.g. for a classifier."""
+    return encoder_from_blob(read_lm_file(path), drop_mult)
 
 
-def encoder_from_blob(blob: dict, **overrides):
-    """(encoder, vocab) rebuilt from what `read_lm_file` returned."""
-    encoder = AWDLSTM(replace(AWDConfig(**blob["config"]), **overrides))
+def encoder_from_blob(blob: dict, drop_mult: float | None = None):
+    """(encoder, vocab) rebuilt from what `read_lm_file` returned (see `load_encoder`)."""
+    config = AWDConfig(**blob["config"])
+    if drop_mult is not None:
+        config = replace(config, drop_mult=drop_mult)
+    encoder = AWDLSTM(config)
     encoder.load_state_dict(blob["state_dict"])
     return encoder, Vocab(blob["itos"], blob.get("counts"))
 
