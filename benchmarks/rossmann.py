@@ -19,6 +19,7 @@ import time
 import torch
 from gemm import gemm_peak
 from step_profile import step_profile
+from torch import nn
 
 from lessonlib import onednn_linear
 from lessonlib.data import rossmann
@@ -27,6 +28,12 @@ from lessonlib.tabular.experiment import SalesConfig, fit_sales_model, lesson_st
 from lessonlib.tabular.model import exp_rmspe
 from lessonlib.tabular.preprocess import TabularProcessor
 from lessonlib.tabular.trees import BLEND_TREES_WEIGHT, blend, fit_sales_trees
+
+
+def matmul_flops(model: nn.Module, batch_rows: int, backward: bool = True) -> float:
+    """Multiply-add FLOPs of the model's Linear layers for `batch_rows` rows (x3 with the backward pass)."""
+    macs = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, nn.Linear))
+    return 2.0 * macs * batch_rows * (3 if backward else 1)
 
 
 def train_and_score(train, valid, args, label: str, n_seeds: int = 1) -> dict:
@@ -46,9 +53,8 @@ def train_and_score(train, valid, args, label: str, n_seeds: int = 1) -> dict:
         pred, targets = run.predict(run.learn.valid_dl)
         preds.append(pred.double())
         seconds += run.seconds
-        model = run.learn.model
-        flops += args.epochs * (model.matmul_flops(len(train))
-                                + model.matmul_flops(len(valid), backward=False))
+        net = run.learn.model
+        flops += args.epochs * (matmul_flops(net, len(train)) + matmul_flops(net, len(valid), backward=False))
         print(f"[{label}] seed {seed}: exp-RMSPE {run.rmspe:.4f} (RMSPE factor "
               f"{run.model.log_scale.exp().item():.4f}; {run.seconds:.0f}s)", flush=True)
     ensemble = torch.stack(preds).mean(0)
@@ -104,7 +110,7 @@ def compare_backward(learn, batches, dtype, rounds: int = 5) -> None:
     """The backward products by MKL and by oneDNN (`lessonlib.onednn_linear.USE_ONEDNN`), alternating on
     the same batches within each round, so the machine's drift hits both alike; share of the GEMM peak
     measured at the start of each round."""
-    flops = learn.model.matmul_flops(batches[0][-1].shape[0])
+    flops = matmul_flops(learn.model, batches[0][-1].shape[0])
     shares = {"MKL": [], "oneDNN": []}
     default = onednn_linear.USE_ONEDNN
     for r in range(rounds):

@@ -1,16 +1,15 @@
 """A drop-in `nn.Linear` (optionally followed by a ReLU) whose fp32 CPU products run through oneDNN.
 
 The forward is one oneDNN product with the bias and the ReLU applied as the result is written, so
-the output is written once (`nn.Linear` copies the bias into it first, the ReLU reads and writes it
-again: passes over memory that cost as much as a fifth of the product at the lesson's Rossmann sizes).
-The backward products go through MKL, which reads the transposed operands in place, except on AMD
-processors with AVX-512: MKL runs its AVX2 kernel there (it picks AVX-512 only on Intel ones), about
-half as fast as oneDNN's, so oneDNN computes them, at the price of transposed copies of the activations
-and the gradient. On AVX2-only AMD processors both libraries run AVX2 kernels and MKL, without the
-copies, is the faster (`benchmarks/rossmann.py --probe-only --compare-backward` times both; figures in
-benchmarks/README.md). Anywhere else (GPU, autocast, other dtypes, a torch without the op) it is exactly
-`nn.Linear` (then `relu`). Same parameters and state_dict keys as `nn.Linear`, so checkpoints load
-either way; results agree to float rounding.
+the output is written once (`nn.Linear` copies the bias into it first, and the ReLU reads and writes it
+again: extra passes over memory). The backward products go through MKL, which reads the transposed
+operands in place, except on AMD processors with AVX-512: MKL runs its AVX2 kernel there (it picks
+AVX-512 only on Intel ones), so oneDNN's AVX-512 kernel computes them, at the price of transposed
+copies of the activations and the gradient. On AVX2-only AMD processors both libraries run AVX2
+kernels and MKL, without the copies, is the faster (`benchmarks/rossmann.py --probe-only
+--compare-backward` times both; figures in benchmarks/README.md). Anywhere else (GPU, autocast, other
+dtypes, a torch without the op) it is exactly `nn.Linear` (then `relu`). Same parameters and
+state_dict keys as `nn.Linear`, so checkpoints load either way; results agree to float rounding.
 """
 
 import torch

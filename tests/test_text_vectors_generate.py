@@ -4,7 +4,7 @@ import torch
 from lessonlib.text.awd_lstm import AWDConfig, awd_lstm_lm
 from lessonlib.text.generate import generate
 from lessonlib.text.tokenize import SPECIAL_TOKENS
-from lessonlib.text.vectors import init_embedding, load_vectors
+from lessonlib.text.vectors import PretrainedVectors, init_embedding
 from lessonlib.text.vocab import Vocab
 
 
@@ -13,33 +13,10 @@ def vocab():
     return Vocab(SPECIAL_TOKENS + list(counts), counts)
 
 
-def test_load_vectors_glove_and_word2vec(tmp_path):
-    glove = tmp_path / "glove.txt"
-    glove.write_text("the 1 2 3\nmovie 4 5 6\nother 9 9 9\n")
-    vec = load_vectors(glove, vocab())
-    v = vocab()
-    assert vec.weights[v.stoi["movie"]].tolist() == [4, 5, 6]
-    assert vec.found.sum() == 2 and vec.coverage == pytest.approx(2 / len(v))
-    assert vec.weights[v.stoi["great"]].tolist() == [2.5, 3.5, 4.5]  # mean of the found rows
-    assert vec.token_coverage(v) == pytest.approx(9 / 12)
-    w2v = tmp_path / "w2v.txt"
-    w2v.write_text("2 3\nthe 1 2 3\ngreat 0 0 1\n")
-    assert load_vectors(w2v, v).found.sum() == 2
-
-
-def test_bad_vectors_files(tmp_path):
-    bad = tmp_path / "bad.txt"
-    bad.write_text("the 1 2 3\nmovie 4 5\n")
-    with pytest.raises(ValueError, match="bad.txt:2"):
-        load_vectors(bad, vocab())
-    with pytest.raises(FileNotFoundError):
-        load_vectors(tmp_path / "missing.txt", vocab())
-
-
-def test_init_embedding_checks_shape(tmp_path):
-    f = tmp_path / "v.txt"
-    f.write_text("the 1 2 3 4\n")
-    vec = load_vectors(f, vocab())
+def test_init_embedding_copies_the_vectors_into_the_tied_embedding():
+    weights = torch.zeros(len(vocab()), 4)
+    weights[vocab().stoi["the"]] = torch.tensor([1.0, 2, 3, 4])
+    vec = PretrainedVectors(weights, weights.abs().sum(1) > 0)
     lm = awd_lstm_lm(AWDConfig(len(vocab()), 4, 8, 1))
     init_embedding(lm, vec)
     assert lm.encoder.embedding.weight[vocab().stoi["the"]].tolist() == [1, 2, 3, 4]

@@ -138,11 +138,6 @@ class TabularModel(nn.Module):
         CPU than nn.Embedding's (a sum of rows into a zero gradient, per table)."""
         return torch.cat([emb.weight.index_select(0, cats[:, i]) for i, emb in enumerate(self.embeds)], dim=1)
 
-    def matmul_flops(self, batch_rows: int, backward: bool = True) -> float:
-        """Multiply-add FLOPs of the Linear layers for `batch_rows` rows (x3 with the backward pass)."""
-        macs = sum(m.in_features * m.out_features for m in self.modules() if isinstance(m, nn.Linear))
-        return 2.0 * macs * batch_rows * (3 if backward else 1)
-
 
 class Calibrated(nn.Module):
     """A trained network's log-Sales outputs, adjusted after training (training never sees these):

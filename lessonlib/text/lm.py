@@ -68,9 +68,8 @@ class LMConfig:
         return AWDConfig(vocab_size, self.emb_size, self.n_hid, self.n_layers, drop_mult=self.drop_mult)
 
 
-# sample: sized for 2 CPU cores without native bf16 (the LM 11-14 minutes there, a few with AMX), an
-# adaptive softmax and bf16 where the CPU computes it natively, lr on the LR finder's falling stretch
-# (notebook 04; benchmarks/README.md compares it with the finder's rule-of-thumb suggestion); full: the
+# sample: sized for two CPU cores (its timings are in benchmarks/README.md), an adaptive softmax, bf16
+# where the CPU computes it natively, lr on the LR finder's falling stretch (notebook 04); full: the
 # 2018 lesson's recipe, for a GPU
 LM_PRESETS = {
     "sample": LMConfig(train_reviews=10_000, valid_reviews=1_000, emb_size=128, n_hid=384, n_layers=2,

@@ -95,12 +95,6 @@ def tokenize(text: str) -> list[str]:
     return tokenize_batch([text])[0]
 
 
-def bare_spacy_batch(texts: list[str]) -> list[list[str]]:
-    """spaCy's tokenizer alone, no rules: the benchmark's reference point."""
-    tok = _spacy_tokenizer()
-    return [[t.text for t in doc] for doc in tok.pipe(texts, batch_size=256)]
-
-
 def data_cache_dir() -> Path:
     """The dataset cache (`LESSONLIB_DATA`, default `data/` in the repository)."""
     return Path(cache_dir())

@@ -1,9 +1,8 @@
 """Pretrained word vectors as a starting point for the embedding: word2vec trained here on the LM's own
-unlabelled text (`train_word2vec`, with gensim), or a GloVe / word2vec text file (`load_vectors`)."""
+unlabelled text (`train_word2vec`, with gensim)."""
 
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -13,56 +12,15 @@ from lessonlib.text.tokenize import SPECIAL_TOKENS
 @dataclass
 class PretrainedVectors:
     """`weights` (len(vocab), dim): pretrained rows where found, the mean of the found rows elsewhere;
-    `found` marks which vocabulary entries were in the file."""
+    `found` marks which vocabulary entries word2vec learned a vector for."""
 
     weights: torch.Tensor
     found: torch.Tensor
 
     @property
     def coverage(self) -> float:
-        """Fraction of the vocabulary's entries found in the file."""
+        """Fraction of the vocabulary's entries with a learned vector."""
         return float(self.found.float().mean())
-
-    def token_coverage(self, vocab) -> float:
-        """Fraction of the training tokens (by vocab.counts) whose entry was found."""
-        total = sum(vocab.counts.values())
-        hit = sum(c for t, c in vocab.counts.items() if t in vocab.stoi and self.found[vocab.stoi[t]])
-        return hit / max(total, 1)
-
-
-def load_vectors(path, vocab, dim: int | None = None) -> PretrainedVectors:
-    """Read a text vectors file (`word v1 ... vD` per line; an optional word2vec header `N D`) and keep
-    the rows for tokens in `vocab` (GloVe is lower-case, like our tokens)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no vectors file at {path}")
-    rows: dict[int, list[float]] = {}
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.rstrip("\n").rstrip().split(" ")
-            if lineno == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
-                dim = dim or int(parts[1])  # word2vec header
-                continue
-            if len(parts) < 2:
-                continue
-            if dim is None:
-                dim = len(parts) - 1
-            if len(parts) - 1 != dim:
-                raise ValueError(f"{path}:{lineno}: {len(parts) - 1} numbers where {dim} were expected "
-                                 "(give dim= to match the file)")
-            i = vocab.stoi.get(parts[0])
-            if i is not None and i not in rows:
-                rows[i] = [float(v) for v in parts[1:]]
-    if dim is None:
-        raise ValueError(f"{path} holds no vectors")
-    weights = torch.zeros(len(vocab), dim)
-    found = torch.zeros(len(vocab), dtype=torch.bool)
-    if rows:
-        idx = torch.tensor(list(rows))
-        weights[idx] = torch.tensor(list(rows.values()))
-        found[idx] = True
-        weights[~found] = weights[found].mean(0)
-    return PretrainedVectors(weights, found)
 
 
 def _stable_hash(text: str) -> int:

@@ -1,12 +1,9 @@
 """Vocabulary: token <-> id, rare tokens to `xxunk`, special tokens first; numericalize to int32."""
 
-import json
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
-from lessonlib.core import atomic_write
 from lessonlib.text.tokenize import PAD, SPECIAL_TOKENS, UNK
 
 
@@ -51,27 +48,6 @@ class Vocab:
 
     def textify(self, ids) -> list[str]:
         return [self.itos[int(i)] for i in ids]
-
-    def coverage(self, docs) -> float:
-        """Fraction of the tokens in `docs` that are in the vocabulary (not mapped to `xxunk`)."""
-        total = known = 0
-        for d in docs:
-            total += len(d)
-            known += sum(t in self.stoi for t in d)
-        return known / max(total, 1)
-
-    def save(self, path) -> None:
-        """Write `itos` (and counts) as JSON, atomically."""
-        with atomic_write(path) as f:
-            f.write(json.dumps({"itos": self.itos, "counts": self.counts}).encode())
-
-    @classmethod
-    def load(cls, path) -> "Vocab":
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"no vocabulary at {path}; build one with Vocab.build(...).save(path)")
-        data = json.loads(path.read_text())
-        return cls(data["itos"], data.get("counts"))
 
 
 def numericalize_docs(vocab: Vocab, docs) -> list[np.ndarray]:
