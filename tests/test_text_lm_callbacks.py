@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import torch
 
 from lessonlib.callbacks import GradientClip
@@ -45,3 +46,14 @@ def test_training_through_learner_lowers_loss_on_a_repeated_text():
     learn.fit(4, 3e-2, show=False)
     # below log(15), the loss of the best guess that ignores context (15 equally frequent tokens)
     assert learn.history["valid_loss"].iloc[-1] < math.log(15) - 0.2
+
+
+def test_an_evaluation_does_not_depend_on_what_was_read_before():
+    torch.manual_seed(0)
+    docs = [np.random.default_rng(i).integers(4, V, 30) for i in range(8)]
+    lm = awd_lstm_lm(AWDConfig(V, 16, 32, 2)).eval()  # already in eval mode: no mode switch to reset it
+    learn = Learner(lm, (LMLoader(docs, bs=4, bptt=10), LMLoader(docs[:4], bs=4, bptt=10)), lm_loss,
+                    callbacks=[ResetState()], device="cpu")
+    first = learn.evaluate()["loss"]
+    learn.evaluate(learn.train_dl)  # leaves a hidden state behind
+    assert learn.evaluate()["loss"] == first

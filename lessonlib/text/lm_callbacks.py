@@ -1,6 +1,7 @@
 """The language model's training callbacks: AR/TAR (Merity et al. 2017), a penalty on the last layer's
 activations and on how fast they change from one token to the next, added to the loss; and the
-hidden-state reset at the start of every epoch (the state carries over between batches otherwise)."""
+hidden-state reset at the start of every epoch and evaluation (the state carries over between batches
+otherwise)."""
 
 import torch
 from torch import nn
@@ -33,7 +34,10 @@ class RNNRegularizer(Callback):
 
 
 class ResetState(Callback):
-    """Clear the hidden state at the start of every epoch (`before_epoch`)."""
+    """Clear the hidden state at the start of every epoch and of every evaluation, so a score never
+    depends on which text the model read before it."""
 
     def before_epoch(self, learn):
         learn.model.reset()
+
+    before_validate = before_epoch
