@@ -139,7 +139,7 @@ def bench_lm(args) -> None:
         opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.01)
         amp = torch.autocast(device.type, dtype=torch.bfloat16) if "bf16" in variant else nullcontext()
         kernels = torch.backends.mkldnn.flags(enabled=False) if "native" in variant else nullcontext()
-        train_dl, valid_dl = data.loaders(cfg.bs, cfg.bptt, cfg.jitter, seed=0)
+        train_dl, valid_dl = data.loaders(cfg, seed=0)
         model.train()
         n_tok, seconds = 0, 0.0
         with kernels:

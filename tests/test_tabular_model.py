@@ -125,7 +125,7 @@ def test_loader_covers_every_row_once_in_seeded_order():
     assert torch.cat([yb for _, yb in again]).tolist() == seen.tolist()
     assert len(TensorLoader(cats, conts, y, batch_size=4, drop_last=True)) == 2
     with pytest.raises(ValueError, match="row counts"):
-        TensorLoader(cats, conts, y[:5])
+        TensorLoader(cats, conts, y[:5], batch_size=4)
 
 
 def test_y_init_starts_predictions_at_the_given_value():

@@ -65,8 +65,8 @@ def test_shards_partition_the_global_rows():
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="no documents"):
-        LMLoader([], bs=2)
+        LMLoader([], bs=2, bptt=10)
     with pytest.raises(ValueError, match="too few"):
-        LMLoader([np.arange(5)], bs=4)
+        LMLoader([np.arange(5)], bs=4, bptt=10)
     with pytest.raises(ValueError, match="jitter"):
         LMLoader(make_docs(), bs=2, bptt=10, jitter=5)

@@ -14,6 +14,7 @@ from lessonlib.core import seed_everything
 from lessonlib.learner import Learner, adamw
 from lessonlib.tabular.loader import TensorLoader, frame_loader
 from lessonlib.tabular.model import (
+    LESSON_VALID_BS,
     Calibrated,
     TabularConfig,
     TabularModel,
@@ -102,7 +103,7 @@ def fit_sales_model(train: pd.DataFrame, valid: pd.DataFrame, proc: TabularProce
     return Run(learn, model, proc, exp_rmspe(preds, targets).item(), float(learn.history["seconds"].sum()))
 
 
-def lesson_style_rmspe(pred_log, valid: pd.DataFrame, batch_size: int = 256) -> float:
+def lesson_style_rmspe(pred_log, valid: pd.DataFrame, batch_size: int = LESSON_VALID_BS) -> float:
     """`batch_exp_rmspe` of log-Sales predictions for the rows of `valid`, taken in train.csv's order
     (newest date first, then by store), as the lesson's validation loader read them: the figure to hold
     against the lesson's printed 0.0985."""

@@ -11,7 +11,7 @@ class TensorLoader:
 
     Each epoch draws a fresh permutation from `generator` (seed it for reproducible runs)."""
 
-    def __init__(self, cats: torch.Tensor, conts: torch.Tensor, y: torch.Tensor, batch_size: int = 512,
+    def __init__(self, cats: torch.Tensor, conts: torch.Tensor, y: torch.Tensor, batch_size: int,
                  shuffle: bool = False, generator: torch.Generator | None = None, drop_last: bool = False):
         n = len(y)
         if len(cats) != n or len(conts) != n:
@@ -38,7 +38,7 @@ class TensorLoader:
                 yield (self.cats[idx], self.conts[idx]), self.y[idx]
 
 
-def frame_loader(proc, df, target: str | None = "Sales", batch_size: int = 512, shuffle: bool = False,
+def frame_loader(proc, df, *, batch_size: int, target: str | None = "Sales", shuffle: bool = False,
                  seed: int = 0) -> TensorLoader:
     """A TensorLoader over the rows of `df`, coded by the fitted processor `proc`; y = log(target), or
     zeros when `target` is None (test rows have no Sales)."""

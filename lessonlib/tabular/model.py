@@ -208,7 +208,10 @@ def rmspe_log_scale(pred_log, targ_log) -> float:
     return math.log((r.sum() / (r ** 2).sum()).item())
 
 
-def batch_exp_rmspe(pred_log, targ_log, batch_size: int = 256) -> float:
+LESSON_VALID_BS = 256  # the lesson's validation batches: 2 x its training batch size of 128
+
+
+def batch_exp_rmspe(pred_log, targ_log, batch_size: int = LESSON_VALID_BS) -> float:
     """exp-RMSPE as fast.ai 0.7 printed it during training, which is how the lesson got its 0.0985: the
     RMSPE of each consecutive batch of `batch_size` rows (the lesson's validation loader: 2 x its batch
     size of 128, rows in file order), averaged with the batch sizes as weights. A mean of square roots is

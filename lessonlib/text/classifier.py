@@ -19,7 +19,7 @@ from torch import nn
 from lessonlib.calibration import LengthTemperatures
 from lessonlib.core import atomic_write, eval_mode, eval_outputs
 from lessonlib.text.awd_lstm import AWDLSTM
-from lessonlib.text.classifier_data import ClassificationDataset, pad_collate
+from lessonlib.text.classifier_data import EVAL_BS, ClassificationDataset, pad_collate
 from lessonlib.text.saved import load_encoder, read_saved
 from lessonlib.text.tokenize import SPECIAL_TOKENS, tokenize
 
@@ -239,7 +239,7 @@ class PooledEncoder(nn.Module):
         return concat_pool(*self.chunked(tokens))
 
 
-def pooled_features(encoder: nn.Module, dataset: ClassificationDataset, pad_idx: int, bs: int = 64,
+def pooled_features(encoder: nn.Module, dataset: ClassificationDataset, pad_idx: int, bs: int = EVAL_BS,
                     config: ClassifierConfig = ClassifierConfig()) -> np.ndarray:
     """The concat-pooled encoder outputs `(n_reviews, 3d)` of a frozen encoder, through
     `eval_outputs`, in the dataset's order: what the head sees, for probing how much the encoder

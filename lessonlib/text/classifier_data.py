@@ -16,6 +16,8 @@ from lessonlib.data import imdb_reviews
 from lessonlib.text.tokenize import tokenize_texts
 from lessonlib.text.vocab import numericalize_docs
 
+EVAL_BS = 64  # reviews per batch when a model only scores them (no gradients kept)
+
 
 def _cap(ids: np.ndarray, max_tokens: int | None) -> np.ndarray:
     if max_tokens is None or len(ids) <= max_tokens:
@@ -148,13 +150,13 @@ class ClassifierData:
     valid_texts: list = field(default_factory=list)
     test_texts: list = field(default_factory=list)
 
-    def loaders(self, bs: int = 32, seed: int = 0):
+    def loaders(self, bs: int, seed: int = 0):
         """(train loader: length-bucketed, reshuffled each epoch; valid loader sorted by length, or None)."""
         pad = self.vocab.pad_id
         valid = None if self.valid is None else classification_loader(self.valid, 2 * bs, pad, train=False)
         return classification_loader(self.train, bs, pad, train=True, seed=seed), valid
 
-    def test_loader(self, bs: int = 64):
+    def test_loader(self, bs: int = EVAL_BS):
         return classification_loader(self.test, bs, self.vocab.pad_id, train=False)
 
     def subset(self, n: int, seed: int = 0) -> "ClassifierData":

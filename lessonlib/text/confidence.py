@@ -15,9 +15,10 @@ import numpy as np
 
 from lessonlib.calibration import LengthTemperatures, fit_temperature
 from lessonlib.text.classifier import predict_logits
-from lessonlib.text.classifier_data import ClassificationDataset, classification_loader
+from lessonlib.text.classifier_data import EVAL_BS, ClassificationDataset, classification_loader
 
 WINDOW_LENGTHS = (2, 3, 5, 9, 17, 33, 65)  # tokens read, xxbos included
+PER_REVIEW = 4  # windows of each length cut from every validation review
 
 
 def windows(dataset: ClassificationDataset, length: int, per_review: int, seed: int) -> ClassificationDataset:
@@ -39,8 +40,8 @@ def windows(dataset: ClassificationDataset, length: int, per_review: int, seed: 
     return ClassificationDataset(ids, labels)
 
 
-def window_logits(model, dataset: ClassificationDataset, length: int, pad_idx: int, per_review: int = 4,
-                  seed: int = 0, bs: int = 64):
+def window_logits(model, dataset: ClassificationDataset, length: int, pad_idx: int,
+                  per_review: int = PER_REVIEW, seed: int = 0, bs: int = EVAL_BS):
     """(logits, targets) of the model on `windows(dataset, length, per_review, seed)`: what it answers,
     and how often rightly, when it reads only `length` tokens of each review."""
     part = windows(dataset, length, per_review, seed)
@@ -49,8 +50,8 @@ def window_logits(model, dataset: ClassificationDataset, length: int, pad_idx: i
 
 
 def fit_length_temperatures(model, dataset: ClassificationDataset, pad_idx: int,
-                            lengths=WINDOW_LENGTHS, per_review: int = 4, seed: int = 0,
-                            bs: int = 64) -> LengthTemperatures:
+                            lengths=WINDOW_LENGTHS, per_review: int = PER_REVIEW, seed: int = 0,
+                            bs: int = EVAL_BS) -> LengthTemperatures:
     """A temperature for windows of each of `lengths` tokens of the (validation) reviews in `dataset`
     (`window_logits`), and one for the whole reviews at their median length (beyond the longest
     window). Only the validation reviews are read: the test reviews stay for measuring the result."""

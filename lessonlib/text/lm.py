@@ -125,12 +125,12 @@ class LMData:
     train_ids: list
     valid_ids: list
 
-    def loaders(self, bs: int = 64, bptt: int = 70, jitter: int = 5, seed: int = 0, rank: int = 0,
-                world_size: int = 1):
-        """(train loader: shuffled each epoch, jittered lengths; valid loader: in order, fixed bptt)."""
-        train = LMLoader(self.train_ids, bs, bptt, shuffle=True, jitter=jitter, seed=seed, rank=rank,
-                         world_size=world_size)
-        valid = LMLoader(self.valid_ids, bs, bptt, rank=rank, world_size=world_size)
+    def loaders(self, cfg: LMConfig, seed: int = 0, rank: int = 0, world_size: int = 1):
+        """(train loader: shuffled each epoch, jittered lengths; valid loader: in order, fixed bptt), at
+        `cfg`'s batch size, bptt and jitter."""
+        train = LMLoader(self.train_ids, cfg.bs, cfg.bptt, shuffle=True, jitter=cfg.jitter, seed=seed,
+                         rank=rank, world_size=world_size)
+        valid = LMLoader(self.valid_ids, cfg.bs, cfg.bptt, rank=rank, world_size=world_size)
         return train, valid
 
     def token_counts(self) -> np.ndarray:
@@ -197,7 +197,7 @@ def lm_learner(data: LMData, kind: str, cfg: LMConfig, seed: int = 42, amp=None,
     What `train_lm` trains, and what to run the LR finder on."""
     seed_everything(seed)
     rank, world = (ddp.rank(), ddp.world_size()) if ddp.launched_by_torchrun() else (0, 1)
-    train_dl, valid_dl = data.loaders(cfg.bs, cfg.bptt, cfg.jitter, seed, rank, world)
+    train_dl, valid_dl = data.loaders(cfg, seed, rank, world)
     model = build_lm(kind, len(data.vocab), cfg)
     if init_bias:
         model.init_bias(data.token_counts())

@@ -18,7 +18,7 @@ import torch
 class LMLoader:
     """Iterate `(x, y)` LongTensor batches of shape (bs, ~bptt) over `docs` (a list of int arrays)."""
 
-    def __init__(self, docs, bs: int = 64, bptt: int = 70, shuffle: bool = False, jitter: int = 0,
+    def __init__(self, docs, bs: int, bptt: int, shuffle: bool = False, jitter: int = 0,
                  seed: int = 0, rank: int = 0, world_size: int = 1):
         docs = [np.asarray(d) for d in docs]
         if not docs:
