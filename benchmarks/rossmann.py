@@ -25,7 +25,7 @@ from lessonlib import onednn_linear
 from lessonlib.data import rossmann
 from lessonlib.tabular import features
 from lessonlib.tabular.experiment import SalesConfig, fit_sales_model, lesson_style_rmspe, sales_learner
-from lessonlib.tabular.model import exp_rmspe
+from lessonlib.tabular.model import TabularConfig, exp_rmspe
 from lessonlib.tabular.preprocess import TabularProcessor
 from lessonlib.tabular.trees import BLEND_TREES_WEIGHT, blend, fit_sales_trees
 
@@ -143,16 +143,17 @@ def main():
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--lr", type=float, default=2e-2)
     parser.add_argument("--bs", type=int, default=1024)
-    parser.add_argument("--layers", type=lambda s: tuple(int(v) for v in s.split(",")), default=(1000, 500))
-    parser.add_argument("--ps", type=lambda s: tuple(float(v) for v in s.split(",")), default=(0.001, 0.01),
-                        help="dropout after each hidden layer")
-    parser.add_argument("--emb-drop", type=float, default=0.04)
+    parser.add_argument("--layers", type=lambda s: tuple(int(v) for v in s.split(",")),
+                        default=TabularConfig.layers)
+    parser.add_argument("--ps", type=lambda s: tuple(float(v) for v in s.split(",")),
+                        default=TabularConfig.ps, help="dropout after each hidden layer")
+    parser.add_argument("--emb-drop", type=float, default=TabularConfig.emb_drop)
     parser.add_argument("--plain-layers", action="store_true",
                         help="nn.Linear + nn.Dropout (TabularConfig's default) instead of the fast layers")
     parser.add_argument("--max-log-dev", type=float, default=0.7,
                         help="drop training days this far from their median in log Sales (reopening "
                              "days after a long closure: 1.4); 0 keeps all")
-    parser.add_argument("--wd", type=float, default=0.01, help="AdamW weight decay")
+    parser.add_argument("--wd", type=float, default=SalesConfig.wd, help="AdamW weight decay")
     parser.add_argument("--amp", choices=["bf16"], default=None,
                         help="bf16 autocast (the FLOP rate is then also quoted against the bf16 peak)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")

@@ -111,14 +111,17 @@ def n_batches(dl, name: str) -> int:
 @contextlib.contextmanager
 def eval_mode(model):
     """`model` in eval mode (dropout off, batch norm on its running statistics) and without gradients
-    inside the block; back in its previous mode afterwards, also after an error."""
-    was_training = model.training
+    inside the block; afterwards every submodule is back in the mode it had, also after an error (a
+    fresh wrapper around a model in eval mode leaves that model in eval mode)."""
+    modes = [(m, m.training) for m in model.modules()]  # parents before their children
     model.eval()
     try:
         with torch.no_grad():
             yield model
     finally:
-        model.train(was_training)
+        for m, mode in modes:
+            if m.training != mode:
+                m.train(mode)
 
 
 def to_device(batch, device):

@@ -22,36 +22,17 @@ from torch import nn
 from lessonlib.bow import rows_loader
 from lessonlib.callbacks import Callback
 from lessonlib.core import eval_outputs, progress, seed_everything
+from lessonlib.dropout_mask import check_p, dropout_mask
 from lessonlib.learner import Learner, accuracy, adamw
 
 
 # ---- the mechanism ---------------------------------------------------------------------------------------
-def _check_p(p: float) -> float:
-    if not 0 <= p < 1:
-        raise ValueError(f"dropout probability p must be in [0, 1), got {p} (p=1 would drop everything)")
-    return float(p)
-
-
-def dropout_mask(shape, p: float, generator: torch.Generator | None = None, device=None,
-                 dtype=torch.float32) -> torch.Tensor:
-    """A 0/1 mask: each entry is kept (1) with probability 1-p, independently. Every dropout in
-    lessonlib that draws a mask draws it here (the AWD-LSTM's locked and embedding dropouts too)."""
-    _check_p(p)
-    return torch.empty(tuple(shape), device=device, dtype=dtype).bernoulli_(1 - p, generator=generator)
-
-
-def inverted_mask(like: torch.Tensor, shape, p: float) -> torch.Tensor:
-    """`dropout_mask` in `like`'s dtype and device, scaled by 1/(1-p): multiply activations by it and
-    each keeps its expected value. `shape` may broadcast (one mask per sequence, per word, ...)."""
-    return dropout_mask(shape, p, device=like.device, dtype=like.dtype).div_(1 - p)
-
-
 def dropout(x: torch.Tensor, p: float = 0.5, training: bool = True, mask: torch.Tensor | None = None,
             generator: torch.Generator | None = None) -> torch.Tensor:
     """Inverted dropout. In training, zero each activation with probability p and multiply the kept ones
     by 1/(1-p), so every activation keeps its expected value; outside training, return x unchanged.
     Pass `mask` (0/1, shaped like x) to choose which activations are kept."""
-    p = _check_p(p)
+    p = check_p(p)
     if not training or p == 0:
         return x
     if mask is None:
@@ -66,7 +47,7 @@ class Dropout(nn.Module):
 
     def __init__(self, p: float = 0.5):
         super().__init__()
-        self.p = _check_p(p)
+        self.p = check_p(p)
 
     def forward(self, x):
         return dropout(x, self.p, self.training)
@@ -119,7 +100,7 @@ class MLP(nn.Module):
         if n_in < 1 or n_hidden < 1 or n_out < 1:
             raise ValueError(f"n_in, n_hidden and n_out must be >= 1, got {n_in}, {n_hidden}, {n_out}")
         self.hidden = SparseInputLinear(n_in, n_hidden)
-        self.drop = nn.Dropout(_check_p(p))
+        self.drop = nn.Dropout(check_p(p))
         self.out = nn.Linear(n_hidden, n_out)
         self.output_relu = output_relu
 

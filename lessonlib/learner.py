@@ -7,8 +7,8 @@
     learn.load("model.pt"); learn.fit(3, lr, start_epoch=learn.epoch)   # resume an interrupted fit
 
 The loop is `fit -> one_epoch -> one_batch -> step`; the rest are callbacks (lessonlib.callbacks:
-history, schedule, NaN check, distributed training) and lessonlib.checkpoint. Runs on cuda, mps or
-cpu, and unchanged under `torchrun` with DistributedDataParallel (see lessonlib.distributed).
+history, schedule, NaN check, gradient clipping, distributed training) and lessonlib.checkpoint. Runs
+on cuda, mps or cpu, and unchanged under `torchrun` with DistributedDataParallel (see lessonlib.distributed).
 """
 
 import contextlib

@@ -34,7 +34,7 @@ def lr_find(learn, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 1
     try:
         for i, batch in zip(range(num_it), cycle(learn.train_dl), strict=False):
             learn.iter, lr = i, start_lr * (end_lr / start_lr) ** (i / max(num_it - 1, 1))
-            set_hypers(learn.opt, [lr] * len(learn.opt.param_groups), 1.0, 0.9)
+            set_hypers(learn.opt, learn.group_lrs(lr), 1.0, 0.9)
             loss = learn.one_batch(batch).item()
             if not math.isfinite(loss):
                 break

@@ -12,7 +12,7 @@ from lessonlib.text.classifier import (
     classifier_from_lm,
     concat_pool,
     pooled_features,
-    predict_probs,
+    predict_logits,
 )
 from lessonlib.text.classifier_data import (
     ClassificationDataset,
@@ -202,6 +202,15 @@ def test_saved_classifier_predicts_like_the_original(tmp_path):
         load_classifier(tmp_path / "missing.pt")
 
 
+def test_a_saved_classifier_keeps_its_config(tmp_path):
+    from lessonlib.text.classifier import load_classifier, save_classifier
+
+    path, _ = saved_lm_encoder(tmp_path)
+    config = ClassifierConfig(drop_mult=0.3, bptt=9, max_len=50)
+    again = load_classifier(save_classifier(tmp_path / "clf.pt", classifier_from_lm(path, config), path))
+    assert again.config == config and (again.chunked.bptt, again.chunked.max_len) == (9, 50)
+
+
 def test_a_saved_classifier_moves_with_its_lm(tmp_path):
     import shutil
 
@@ -251,14 +260,14 @@ def test_a_saved_classifier_keeps_its_temperatures(tmp_path):
     assert again.predict("great") == pytest.approx(model.predict("great"))
 
 
-def test_predict_probs_pairs_rows_with_their_reviews_under_a_shuffling_loader(tmp_path):
+def test_predict_logits_pairs_rows_with_their_reviews_under_a_shuffling_loader(tmp_path):
     model = classifier_from_lm(saved_lm_encoder(tmp_path)[0]).eval()
     reviews = random_reviews(24, seed=5, high=40)
     data = ClassificationDataset([np.clip(r, 4, 14) for r in reviews], np.arange(24) % 2)
     shuffled = classification_loader(data, 4, model.vocab.pad_id, train=True, seed=3, bucket=2)
-    probs, targets, index = predict_probs(model, shuffled)
+    logits, targets, index = predict_logits(model, shuffled)
     assert sorted(index.tolist()) == list(range(24))
     assert torch.equal(targets, torch.as_tensor(data.labels[index]))
     with torch.no_grad():
-        alone = torch.cat([model(torch.as_tensor(data.ids[i])[None]).softmax(-1) for i in index])
-    assert torch.allclose(probs, alone, atol=1e-5)
+        alone = torch.cat([model(torch.as_tensor(data.ids[i])[None]) for i in index])
+    assert torch.allclose(logits, alone, atol=1e-5)

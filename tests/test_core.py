@@ -110,3 +110,10 @@ def test_eval_outputs_restores_the_mode_after_an_error():
     with pytest.raises(RuntimeError):
         list(core.eval_outputs(net, [(torch.ones(2, 5), None)]))  # wrong width
     assert net.training
+
+
+def test_eval_outputs_gives_each_submodule_its_own_mode_back():
+    inner = _dropout_net().eval()
+    wrapper = torch.nn.Sequential(inner)  # fresh, so in training mode
+    list(core.eval_outputs(wrapper, [(torch.ones(2, 4), None)]))
+    assert wrapper.training and not inner.training and not inner[1].training

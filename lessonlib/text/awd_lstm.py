@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lessonlib.dropout import inverted_mask
+from lessonlib.dropout_mask import inverted_mask
 
 
 class LockedDropout(nn.Module):
@@ -158,7 +158,7 @@ class AWDLSTM(nn.Module):
 class LinearDecoder(nn.Module):
     """Output dropout, then logits over the vocabulary; `tie_to` shares the embedding's weight."""
 
-    def __init__(self, emb_size: int, vocab_size: int, output_p: float = 0.1, tie_to: nn.Parameter = None):
+    def __init__(self, emb_size: int, vocab_size: int, output_p: float, tie_to: nn.Parameter = None):
         super().__init__()
         self.output_dp = LockedDropout(output_p)
         self.linear = nn.Linear(emb_size, vocab_size)
@@ -198,8 +198,7 @@ class AdaptiveDecoder(nn.Module):
     state; `loss(h, y)` gives the exact mean negative log-likelihood. Token ids must be sorted by
     frequency (our Vocab is, after its special tokens)."""
 
-    def __init__(self, emb_size: int, vocab_size: int, cutoffs=(2000, 10000), output_p: float = 0.1,
-                 div_value: float = 4.0):
+    def __init__(self, emb_size: int, vocab_size: int, cutoffs, output_p: float, div_value: float = 4.0):
         super().__init__()
         cutoffs = [c for c in cutoffs if c < vocab_size - 1]
         if not cutoffs:

@@ -28,7 +28,7 @@ from lessonlib.text.tokenize import SPECIAL_TOKENS, tokenize
 class ClassifierConfig:
     """How a `TextClassifier` reads a review and which dropouts its encoder trains with."""
 
-    drop_mult: float = 1.0                 # the LM encoder's dropouts x this (1.0: AWDConfig's own)
+    drop_mult: float = 1.0                 # replaces the saved LM's drop_mult (1.0: AWDConfig's base rates)
     bptt: int = 70                         # tokens per encoder call
     max_len: int = 1400                    # the last this many tokens of a review are pooled
 
@@ -87,7 +87,7 @@ def concat_pool(outputs: torch.Tensor, mask: torch.Tensor, last: torch.Tensor) -
 class PoolingHead(nn.Module):
     """Concat pooling, then BatchNorm-Dropout-Linear-ReLU-BatchNorm-Dropout-Linear (class scores)."""
 
-    def __init__(self, d: int, n_classes: int = 2, hidden: int = 50, drops: tuple = (0.2, 0.1)):
+    def __init__(self, d: int, n_classes: int, hidden: int = 50, drops: tuple = (0.2, 0.1)):
         super().__init__()
         self.layers = nn.Sequential(
             nn.BatchNorm1d(3 * d),
@@ -118,6 +118,7 @@ class TextClassifier(nn.Module):
                  config: ClassifierConfig = ClassifierConfig(), vocab=None,
                  classes: Sequence[str] = ("neg", "pos")):
         super().__init__()
+        self.config = config
         self.chunked = ChunkedEncoder(encoder, pad_idx, config.bptt, config.max_len)
         self.head = PoolingHead(d, len(classes))
         self.vocab, self.classes = vocab, list(classes)
@@ -177,15 +178,16 @@ def classifier_path(lm_file) -> Path:
 
 
 def save_classifier(path, model: TextClassifier, lm_file) -> Path:
-    """Write a trained classifier's weights, its temperatures (if calibrated) and which LM file gives its
-    architecture, atomically. The LM file is recorded relative to the classifier's folder, so the pair
-    can move together (a new `LESSONLIB_DATA`)."""
+    """Write a trained classifier's weights, its config, its temperatures (if calibrated) and which LM
+    file gives its architecture, atomically. The LM file is recorded relative to the classifier's
+    folder, so the pair can move together (a new `LESSONLIB_DATA`)."""
     path = Path(path)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     lm_file = os.path.relpath(Path(lm_file).resolve(), path.parent.resolve())
     temperatures = None if model.temperatures is None else asdict(model.temperatures)
     with atomic_write(path) as f:
-        torch.save({"state_dict": state, "lm_file": lm_file, "temperatures": temperatures}, f)
+        torch.save({"state_dict": state, "lm_file": lm_file, "temperatures": temperatures,
+                    "config": asdict(model.config)}, f)
     return path
 
 
@@ -196,7 +198,9 @@ def load_classifier(path) -> TextClassifier:
     blob = read_saved(path, ("state_dict", "lm_file"), "saved classifier",
                       "run notebooks/05_imdb_classifier.ipynb to train and save it again")
     lm_file = Path(blob["lm_file"])  # relative to the classifier's folder (absolute in older files)
-    model = classifier_from_lm(lm_file if lm_file.is_absolute() else path.parent / lm_file, pretrained=False)
+    config = ClassifierConfig(**blob.get("config", {}))  # (files saved before it was recorded: the defaults)
+    model = classifier_from_lm(lm_file if lm_file.is_absolute() else path.parent / lm_file, config,
+                               pretrained=False)
     model.load_state_dict(blob["state_dict"])
     if blob.get("temperatures"):
         t = blob["temperatures"]
@@ -220,12 +224,6 @@ def predict_logits(model: TextClassifier, dl) -> tuple[torch.Tensor, torch.Tenso
         logits.append(out.float().cpu())
         targets.append(y.cpu())
     return torch.cat(logits), torch.cat(targets), np.asarray(index, dtype=np.int64)
-
-
-def predict_probs(model: TextClassifier, dl) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """`predict_logits` as class probabilities (softmax; no temperature)."""
-    logits, targets, index = predict_logits(model, dl)
-    return logits.softmax(-1), targets, index
 
 
 class PooledEncoder(nn.Module):

@@ -15,8 +15,10 @@ from lessonlib.numerics import training_amp
 from lessonlib.text.classifier import ClassifierConfig, classifier_from_lm
 from lessonlib.text.classifier_data import ClassifierData
 
+ULMFIT_FACTOR = 2.6  # each lower layer group's LR this many times less than the one above (ULMFiT)
 
-def discriminative_lrs(lr: float, n_groups: int, factor: float = 2.6) -> list[float]:
+
+def discriminative_lrs(lr: float, n_groups: int, factor: float = ULMFIT_FACTOR) -> list[float]:
     """ULMFiT's learning rates: the last group (the head) at `lr`, each lower group `factor` times less."""
     return [lr / factor ** (n_groups - 1 - i) for i in range(n_groups)]
 
@@ -24,7 +26,7 @@ def discriminative_lrs(lr: float, n_groups: int, factor: float = 2.6) -> list[fl
 STAGES = ("head", "+ last layer", "all layers")
 
 
-def gradual_unfreezing(learn, lrs=(2e-2, 1e-2, 1e-3), epochs=(1, 1, 2), factor: float = 2.6,
+def gradual_unfreezing(learn, lrs=(2e-2, 1e-2, 1e-3), epochs=(1, 1, 2), factor: float = ULMFIT_FACTOR,
                        show: bool = True) -> list:
     """ULMFiT fine-tuning through the Learner: train the head, then also the last encoder layer, then
     everything; each stage a one-cycle fit of `epochs[k]` epochs whose peak LR `lrs[k]` goes to the
@@ -73,7 +75,7 @@ def fine_tuning(recipe: str, lr: float, epochs: int) -> dict:
     if recipe == "ULMFiT":
         if epochs < 3:
             raise ValueError(f"ULMFiT's three stages need at least 3 epochs, got {epochs}")
-        return {"factor": 2.6, "stages": ((lr, lr / 2, lr / 4), (1, 1, epochs - 2))}
+        return {"factor": ULMFIT_FACTOR, "stages": ((lr, lr / 2, lr / 4), (1, 1, epochs - 2))}
     raise ValueError(f"unknown fine-tuning recipe {recipe!r}: choose one of {FINE_TUNING}")
 
 
