@@ -10,7 +10,6 @@ from torch import nn
 
 from lessonlib.onednn_linear import OneDNNLinear
 from lessonlib.small_p_dropout import SmallPDropout
-from lessonlib.tabular.loader import TensorLoader
 from lessonlib.tabular.model import (
     Calibrated,
     TabularConfig,
@@ -108,24 +107,6 @@ def test_exp_rmspe_is_on_sales_not_logs():
 def test_y_range_is_a_little_wider_than_targets():
     lo, hi = y_range_for(np.log([100.0, 5000.0]))
     assert lo == 0 and hi == pytest.approx(1.2 * np.log(5000))
-
-
-def test_loader_covers_every_row_once_in_seeded_order():
-    cats, conts = batch(n=10)
-    y = torch.arange(10.0)
-    shuffled = dict(batch_size=4, shuffle=True)
-    loader = TensorLoader(cats, conts, y, **shuffled, generator=torch.Generator().manual_seed(0))
-    assert len(loader) == 3
-    seen = torch.cat([yb for _, yb in loader])
-    assert sorted(seen.tolist()) == list(range(10)) and seen.tolist() != list(range(10))
-    (xc, xn), yb = next(iter(TensorLoader(cats, conts, y, batch_size=4)))
-    torch.testing.assert_close(xc, cats[:4])
-    torch.testing.assert_close(yb, y[:4])
-    again = TensorLoader(cats, conts, y, **shuffled, generator=torch.Generator().manual_seed(0))
-    assert torch.cat([yb for _, yb in again]).tolist() == seen.tolist()
-    assert len(TensorLoader(cats, conts, y, batch_size=4, drop_last=True)) == 2
-    with pytest.raises(ValueError, match="row counts"):
-        TensorLoader(cats, conts, y[:5], batch_size=4)
 
 
 def test_y_init_starts_predictions_at_the_given_value():

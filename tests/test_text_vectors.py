@@ -2,7 +2,6 @@ import pytest
 import torch
 
 from lessonlib.text.awd_lstm import AWDConfig, awd_lstm_lm
-from lessonlib.text.generate import generate
 from lessonlib.text.tokenize import SPECIAL_TOKENS
 from lessonlib.text.vectors import PretrainedVectors, init_embedding
 from lessonlib.text.vocab import Vocab
@@ -23,20 +22,6 @@ def test_init_embedding_copies_the_vectors_into_the_tied_embedding():
     assert lm.decoder.linear.weight[vocab().stoi["the"]].tolist() == [1, 2, 3, 4]  # tied
     with pytest.raises(ValueError, match="emb_size=4"):
         init_embedding(awd_lstm_lm(AWDConfig(len(vocab()), 6, 8, 1)), vec)
-
-
-def test_generate_is_seeded_and_respects_top_k():
-    torch.manual_seed(0)
-    v = vocab()
-    lm = awd_lstm_lm(AWDConfig(len(v), 4, 8, 1))
-    a = generate(lm, v, "The movie", n_tokens=10, temperature=1.0, seed=1)
-    assert a == generate(lm, v, "The movie", n_tokens=10, temperature=1.0, seed=1)
-    assert a.startswith("The movie")
-    greedy = generate(lm, v, "the", n_tokens=5, temperature=0)
-    assert greedy == generate(lm, v, "the", n_tokens=5, top_k=1, seed=3)  # top-1 sampling is greedy
-    assert "xxunk" not in generate(lm, v, "the", n_tokens=30, seed=2)
-    with pytest.raises(ValueError, match="top_k"):
-        generate(lm, v, "the", top_k=0)
 
 
 def synthetic_corpus(n_docs=300, seed=0):

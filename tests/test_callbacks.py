@@ -1,0 +1,51 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from test_learner import TwoGroups, make_data, make_learner
+from torch import nn
+from torch.utils.data import DataLoader
+
+from lessonlib.callbacks import GradientClip, GradNorm
+from lessonlib.learner import Learner
+
+
+def test_clipping_bounds_the_global_grad_norm():
+    norms = []
+
+    class Spy(torch.optim.AdamW):
+        def step(self, closure=None):
+            grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+            norms.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item())
+            return super().step(closure)
+
+    make_learner(opt_func=Spy).fit(1, 1e-2, show=False)
+    unclipped = max(norms)
+    norms.clear()
+    clip = unclipped / 10
+    make_learner(opt_func=Spy, callbacks=[GradientClip(clip)]).fit(1, 1e-2, show=False)
+    assert max(norms) <= clip * (1 + 1e-5)
+
+
+def test_grad_norm_records_the_norm_before_clipping_every_step():
+    norms = GradNorm()
+    learn = make_learner(callbacks=[GradientClip(1e-3), norms])  # the clip listed first, run last
+    learn.fit(1, 1e-3, show=False)
+    assert len(norms.norms) == len(learn.train_dl) and min(norms.norms) > 1e-3  # before clipping
+
+    class Check(GradNorm):  # the recorded value is the norm clip_grad_norm_ measures
+        def after_backward(self, learn):
+            super().after_backward(learn)
+            measured = nn.utils.clip_grad_norm_(learn.model.parameters(), float("inf"))
+            assert self.norms[-1] == pytest.approx(float(measured), rel=1e-5)
+
+    make_learner(callbacks=[Check()]).fit(1, 1e-3, show=False)
+
+
+def test_nan_loss_stops_with_epoch_batch_and_advice():
+    ds = make_data(64)
+    ds.tensors[0][40] = float("nan")  # batch 5 of 8 (batch size 8, no shuffle)
+    torch.manual_seed(0)
+    learn = Learner(TwoGroups(), (DataLoader(ds, batch_size=8), None), F.cross_entropy)
+    with pytest.raises(FloatingPointError, match=r"epoch 0, batch 5.*Lower the learning rate"):
+        learn.fit(1, 1e-2, show=False)
+    assert all(torch.isfinite(p).all() for p in learn.model.parameters())  # stopped before the step

@@ -1,0 +1,61 @@
+import pytest
+import torch
+from test_learner import make_learner, params
+
+from lessonlib.learner import Learner
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashInSecondEpoch:
+    def before_epoch(self, learn):
+        if learn.epoch == 1:
+            raise Crash
+
+
+def crash_then_load(ckpt, **kw) -> Learner:
+    """A 2-epoch fit that crashes in its second epoch after checkpointing, then a fresh Learner (other
+    RNG state, other initial weights, as in a new process) loaded from the checkpoint."""
+    crashed = make_learner(seed=0, callbacks=[CrashInSecondEpoch()], **kw)
+    with pytest.raises(Crash):
+        crashed.fit(2, 1e-2, show=False, checkpoint=ckpt)
+    assert ckpt.exists() and not list(ckpt.parent.glob("*.tmp"))
+    torch.manual_seed(123)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(123)
+    return make_learner(seed=7, **kw).load(ckpt)
+
+
+@pytest.mark.parametrize("kind", ["torch", "numpy"])
+def test_resume_is_exact(tmp_path, kind):
+    straight = make_learner(seed=0, kind=kind)
+    straight.fit(2, 1e-2, show=False)
+    resumed = crash_then_load(tmp_path / "run" / "ckpt.pt", kind=kind)
+    assert resumed.epoch == 1 and len(resumed.history) == 1
+    with pytest.raises(ValueError, match="same epochs, lr and schedule"):
+        resumed.fit(3, 1e-2, show=False, start_epoch=resumed.epoch)
+    resumed.fit(2, 1e-2, show=False, start_epoch=resumed.epoch)
+    assert all(torch.equal(a, b) for a, b in zip(params(straight.model), params(resumed.model), strict=True))
+    assert resumed.history.drop(columns="seconds").equals(straight.history.drop(columns="seconds"))
+
+
+def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    learn = make_learner()
+    learn.fit(1, 1e-2, show=False)
+    path = learn.save(tmp_path / "ckpt.pt")
+    good = path.read_bytes()
+
+    def crash(obj, f, *args, **kw):  # torch.save writes into the open temporary file
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        learn.save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == good and not list(tmp_path.glob("*.tmp"))
+    fresh = make_learner(seed=3)
+    fresh.load(path)
+    assert all(torch.equal(a, b) for a, b in zip(params(learn.model), params(fresh.model), strict=True))
