@@ -154,8 +154,10 @@ class TextClassifier(nn.Module):
         device = next(self.parameters()).device
         with eval_mode(self):
             logits = self(ids[None].to(device)).float().cpu()
-        temperatures = self.temperatures or LengthTemperatures((1,), (1.0,))  # (1.0: the raw softmax)
-        probs = temperatures.probs(logits, [len(ids)])[0]
+        if self.temperatures is None:
+            probs = torch.softmax(logits, dim=-1)[0]
+        else:
+            probs = self.temperatures.probs(logits, [len(ids)])[0]
         i = int(probs.argmax())
         return self.classes[i], float(probs[i])
 
