@@ -5,7 +5,8 @@ on a GPU machine run them first, in a minute: `pytest -m cuda tests`."""
 import pytest
 import torch
 import torch.nn.functional as F
-from test_learner import TwoGroups, crash_then_load, make_data, make_learner, params
+from test_checkpoint import crash_then_load
+from test_learner import TwoGroups, make_data, make_learner, params
 from torch.utils.data import DataLoader
 
 from lessonlib.learner import Learner, accuracy
