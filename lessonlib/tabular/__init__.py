@@ -1,6 +1,7 @@
 """Structured (tabular) data: Rossmann features, preprocessing, loaders and the entity-embedding model.
 
-    features    read + checked joins of the Rossmann CSVs, date / store / event features, splits
+    joins       the Rossmann CSVs read with their columns checked, joined with checks on every join
+    features    date / store / event / closure features, outliers, train/valid splits
     preprocess  TabularProcessor: category codes (0 = unknown), median fill + `_na`, standardisation
     loader      TensorLoader: mini-batches cut from tensors by index
     model       TabularModel (embeddings + MLP), embedding-size rules, exp_rmspe
