@@ -3,7 +3,7 @@
 The LM reads the archive's train reviews (pos, neg and unsup) WITHOUT labels, minus any whose text is
 also a test review (the archive repeats a few hundred across splits), so notebook 05's test accuracy
 is measured on text no model has read. A seeded set of reviews is held out for validation perplexity.
-Both presets read the full archive: the sample preset a seeded 10,000 of its ~75,000 LM reviews (what
+Both presets read the full archive: the sample preset a seeded 20,000 of its ~75,000 LM reviews (what
 two CPU cores read in minutes), the full preset all of them.
 
     data = lm_data("sample")                        # tokens, vocabulary, ids, loaders
@@ -72,7 +72,7 @@ class LMConfig:
 # where the CPU computes it natively, lr on the LR finder's falling stretch (notebook 04); full: the
 # 2018 lesson's recipe, for a GPU
 LM_PRESETS = {
-    "sample": LMConfig(train_reviews=10_000, valid_reviews=1_000, emb_size=128, n_hid=384, n_layers=2,
+    "sample": LMConfig(train_reviews=20_000, valid_reviews=1_000, emb_size=128, n_hid=384, n_layers=2,
                        max_size=30_000, w2v_epochs=5, adaptive_cutoffs=(2000, 8000), bs=128, bptt=50,
                        epochs=1, lr=0.01, drop_mult=0.3),
     "full": LMConfig(),
