@@ -1,3 +1,6 @@
+import re
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -5,7 +8,7 @@ from test_learner import TwoGroups, make_data, make_learner
 from torch import nn
 from torch.utils.data import DataLoader
 
-from lessonlib.callbacks import GradientClip, GradNorm
+from lessonlib.callbacks import Callback, GradientClip, GradNorm
 from lessonlib.learner import Learner
 
 
@@ -49,3 +52,31 @@ def test_nan_loss_stops_with_epoch_batch_and_advice():
     with pytest.raises(FloatingPointError, match=r"epoch 0, batch 5.*Lower the learning rate"):
         learn.fit(1, 1e-2, show=False)
     assert all(torch.isfinite(p).all() for p in learn.model.parameters())  # stopped before the step
+
+
+def test_the_readme_callback_example_scales_only_the_training_loss():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    example = re.search(r"```python\n(class ScaleLoss.*?)```", readme, re.S).group(1)
+    torch.manual_seed(0)
+    model = TwoGroups(p=0.0)
+    train_dl, valid_dl = DataLoader(make_data(64), batch_size=16), DataLoader(make_data(32, seed=1), batch_size=16)
+    namespace = {"Callback": Callback, "Learner": Learner, "F": F, "model": model, "train_dl": train_dl,
+                 "valid_dl": valid_dl}
+    exec(example, namespace)
+    learn, plain = namespace["learn"], Learner(model, (train_dl, valid_dl), F.cross_entropy)
+    assert learn.evaluate()["loss"] == pytest.approx(plain.evaluate()["loss"])
+    seen = []
+
+    class Loss(Callback):
+        order = 1  # after ScaleLoss
+
+        def after_loss(self, learn):
+            if learn.training:
+                seen.append(learn.loss.item())
+
+    learn.callbacks.append(Loss())
+    with torch.no_grad():
+        x, y = next(iter(train_dl))
+        expected = 2 * F.cross_entropy(model(x), y).item()
+    learn.fit(1, 0.0, schedule="constant", show=False)
+    assert seen[0] == pytest.approx(expected, rel=1e-5)

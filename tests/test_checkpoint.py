@@ -1,8 +1,11 @@
+import functools
+
 import pytest
 import torch
 from test_learner import make_learner, params
 
 from lessonlib.learner import Learner
+from lessonlib.schedule import one_cycle, schedule_name
 
 
 class Crash(Exception):
@@ -59,3 +62,29 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, mo
     fresh = make_learner(seed=3)
     fresh.load(path)
     assert all(torch.equal(a, b) for a, b in zip(params(learn.model), params(fresh.model), strict=True))
+
+
+def test_resume_with_a_callable_schedule_works_in_a_new_process(tmp_path):
+    def schedule():  # a new function object (at a new address) each call, as in a new process
+        def warm_longer(pct):
+            return one_cycle(pct, pct_start=0.3)
+        return warm_longer
+
+    ckpt = tmp_path / "ckpt.pt"
+    straight = make_learner(seed=0)
+    straight.fit(2, 1e-2, schedule=schedule(), show=False)
+    crashed = make_learner(seed=0, callbacks=[CrashInSecondEpoch()])
+    with pytest.raises(Crash):
+        crashed.fit(2, 1e-2, schedule=schedule(), show=False, checkpoint=ckpt)
+    resumed = make_learner(seed=7).load(ckpt)
+    with pytest.raises(ValueError, match="same epochs, lr and schedule"):
+        resumed.fit(2, 1e-2, schedule=functools.partial(one_cycle, pct_start=0.3), show=False,
+                    start_epoch=resumed.epoch)
+    resumed.fit(2, 1e-2, schedule=schedule(), show=False, start_epoch=resumed.epoch)
+    assert all(torch.equal(a, b) for a, b in zip(params(straight.model), params(resumed.model), strict=True))
+
+
+def test_a_schedule_is_named_by_what_it_computes_not_where_it_lives():
+    assert schedule_name("one_cycle") == "one_cycle"
+    assert schedule_name(functools.partial(one_cycle, pct_start=0.3)) == "lessonlib.schedule.one_cycle(pct_start=0.3)"
+    assert "0x" not in schedule_name(lambda pct: (1.0, 0.9))

@@ -271,3 +271,9 @@ def test_predict_logits_pairs_rows_with_their_reviews_under_a_shuffling_loader(t
     with torch.no_grad():
         alone = torch.cat([model(torch.as_tensor(data.ids[i])[None]) for i in index])
     assert torch.allclose(logits, alone, atol=1e-5)
+
+
+def test_predict_refuses_text_that_is_not_valid_unicode(tmp_path):
+    model = classifier_from_lm(saved_lm_encoder(tmp_path)[0])
+    with pytest.raises(ValueError, match="not valid Unicode.*position 0"):
+        model.predict("\ud800 broken")  # a lone surrogate, as a bad decode leaves it

@@ -6,6 +6,7 @@ import io
 import os
 import sys
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -16,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lessonlib import distributed
-from lessonlib.callbacks import GradientClip
+from lessonlib.callbacks import Callback, GradientClip
 from lessonlib.learner import Learner, accuracy
 
 PER_RANK_BS, WORLD = 8, 2
@@ -47,8 +48,8 @@ def worker(rank, port, out_dir):
     result = {"params": [p.detach() for p in learn.model.parameters()], "printed": printed.getvalue(),
               "history": learn.history.drop(columns="seconds").to_dict("list"), "rank": distributed.rank(),
               "steps": len(learn.recorder.batch_losses)}
+    result["joined_after_fit"] = dist.is_initialized()
     torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
-    dist.destroy_process_group()
 
 
 def test_two_processes_match_one_process_over_the_same_global_batches(tmp_path, monkeypatch):
@@ -67,6 +68,7 @@ def test_two_processes_match_one_process_over_the_same_global_batches(tmp_path, 
         for col in ("valid_loss", "acc", "train_loss"):  # metrics averaged over all ranks' samples
             assert got["history"][col] == pytest.approx(single.history[col].tolist(), rel=1e-5)
     assert [r["rank"] for r in ranks] == [0, 1]
+    assert not any(r["joined_after_fit"] for r in ranks)  # the Learner left the group it joined
     assert len(ranks[0]["printed"].strip().splitlines()) == 3 and ranks[1]["printed"] == ""
     saved = torch.load(tmp_path / "ckpt.pt", weights_only=True)
     assert saved["epoch"] == 2 and not list(tmp_path.glob("*.tmp"))
@@ -91,3 +93,90 @@ def test_shard_batches_gives_every_rank_its_batches_and_equal_counts_in_training
     assert train == [[[0], [3]], [[1], [4]], [[2], [5]]]
     assert valid == [[[0], [3], [6]], [[1], [4]], [[2], [5]]]
     assert [len(distributed.ShardBatches(batches, r, 3, even=True)) for r in range(3)] == [2, 2, 2]
+
+
+# ---- the library's own loaders under DDP: the LM stream and the tabular TensorLoader ------------------------
+class Batches(Callback):
+    """Every training batch's rows as the loop saw them (inputs for the LM, targets for the tables)."""
+
+    def __init__(self):
+        self.seen = []
+
+    def before_batch(self, learn):
+        if learn.training:
+            x, y = learn.batch
+            self.seen.append((x if torch.is_tensor(x) else y).clone())
+
+
+def lm_learner_at(bs):
+    from lessonlib.text.lm import LMConfig, LMData, lm_learner
+    from lessonlib.text.vocab import Vocab, numericalize_docs
+
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(40)]
+    docs = [["xxbos", *rng.choice(words, size=rng.integers(20, 60))] for _ in range(60)]
+    vocab = Vocab.build(docs, min_freq=1)
+    data = LMData(docs[:50], docs[50:], vocab, numericalize_docs(vocab, docs[:50]),
+                  numericalize_docs(vocab, docs[50:]))
+    # no dropout (each process would draw its own masks); AR/TAR and clipping stay on
+    cfg = LMConfig(emb_size=8, n_hid=12, n_layers=2, bs=bs, bptt=8, jitter=2, drop_mult=0.0, clip=0.3)
+    return lm_learner(data, "awd", cfg, seed=3, amp=False, callbacks=[Batches()])
+
+
+def tabular_learner_at(bs):
+    from lessonlib.tabular.loader import TensorLoader
+    from lessonlib.tabular.model import TabularConfig, TabularModel
+
+    g = torch.Generator().manual_seed(0)
+    cats = torch.stack([torch.randint(1, 9, (256,), generator=g), torch.randint(1, 5, (256,), generator=g)], 1)
+    y = torch.arange(256, dtype=torch.float32) / 256 + cats[:, 0] / 8  # every row's target differs
+    conts = torch.zeros(256, 0)
+    torch.manual_seed(0)
+    # no hidden layer: batch norm would normalise each process's half-batch by its own statistics
+    net = TabularModel([9, 5], 0, TabularConfig(layers=(), ps=(), emb_drop=0.0))
+    train = TensorLoader(cats, conts, y, bs, shuffle=True, generator=torch.Generator().manual_seed(5))
+    valid = TensorLoader(cats[:40], conts[:40], y[:40], 16)
+    return Learner(net, (train, valid), F.mse_loss, callbacks=[Batches()])
+
+
+BUILDERS = {"lm": (lm_learner_at, 4), "tabular": (tabular_learner_at, 16)}
+
+
+def loader_worker(rank, port, out_dir, kind):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank))
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo0" if sys.platform == "darwin" else "lo")
+    torch.set_num_threads(1)
+    build, bs = BUILDERS[kind]
+    learn = build(bs)
+    learn.fit(2, 1e-2, show=False)
+    spy = next(cb for cb in learn.callbacks if isinstance(cb, Batches))
+    torch.save({"params": [p.detach() for p in learn.model.parameters()], "seen": spy.seen,
+                "valid_loss": learn.history["valid_loss"].tolist()}, os.path.join(out_dir, f"rank{rank}.pt"))
+
+
+@pytest.mark.parametrize("kind", ["lm", "tabular"])
+def test_each_process_reads_its_own_rows_and_together_they_train_as_one_process(tmp_path, monkeypatch, kind):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    build, bs = BUILDERS[kind]
+    single = build(bs * WORLD)
+    single.fit(2, 1e-2, show=False)
+    mp.spawn(loader_worker, args=(free_port(), str(tmp_path), kind), nprocs=WORLD, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+
+    seen = next(cb for cb in single.callbacks if isinstance(cb, Batches)).seen
+    assert all(len(r["seen"]) == len(seen) for r in ranks)
+    for k, whole in enumerate(seen):  # batch k of one process = rank 0's rows, then rank 1's
+        halves = [r["seen"][k] for r in ranks]
+        assert all(len(h) == bs for h in halves) and torch.equal(torch.cat(halves), whole)
+    for r in ranks:
+        for a, b in zip(single.model.parameters(), r["params"], strict=True):
+            torch.testing.assert_close(a.detach(), b, rtol=1e-4, atol=1e-5)
+        assert r["valid_loss"] == pytest.approx(single.history["valid_loss"].tolist(), rel=1e-4)
+
+
+def test_a_loader_that_cannot_be_split_is_an_error_under_torchrun():
+    batches = [(torch.zeros(4, 6), torch.zeros(4).long())]
+    with pytest.raises(TypeError, match="cannot be split across processes"):
+        distributed.shard_train(batches, rank=0, world=2)
+    assert distributed.shard_train(batches, rank=0, world=1) is batches

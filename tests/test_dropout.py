@@ -195,3 +195,11 @@ def test_uncertainty_table_and_error_rate_by_bin():
     assert rates["error_se"].tolist() == pytest.approx([0.0, 0.5 / math.sqrt(2)])
     with pytest.raises(ValueError, match="n_bins"):
         error_rate_by_bin(table, "spread", n_bins=10)
+
+
+def test_mc_predict_leaves_the_global_rng_as_it_was():
+    X, y, *_ = toy_data()
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    mc_predict(MLP(30, 16, p=0.5), rows_loader(X, y, batch_size=16), n_samples=2, seed=0)
+    assert torch.equal(state, torch.get_rng_state())  # its seed draws its own masks, not the caller's

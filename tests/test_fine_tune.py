@@ -139,3 +139,32 @@ def test_classifier_run_returns_history_one_test_score_and_weights_on_request(tm
     assert "weights" not in classifier_run(path, data, FineTuneConfig(epochs=1, bs=8), False, seed=0)
     staged = classifier_run(path, data, FineTuneConfig(recipe="ULMFiT", epochs=3, bs=8), True, seed=0)
     assert len(staged["history"]) == 3 and staged["history"]["stage"].tolist() == list(STAGES)
+
+
+def test_a_classifier_trained_by_train_classifier_reloads_with_its_config(tmp_path):
+    from lessonlib.text.classifier import load_classifier, save_classifier
+
+    path, _ = saved_lm_encoder(tmp_path)
+    cfg = FineTuneConfig(epochs=1, bs=8, bptt=4, max_len=30, drop_mult=0.5)
+    learn = train_classifier(path, toy_data(), cfg, pretrained=True, seed=0, show=False)
+    again = load_classifier(save_classifier(tmp_path / "clf.pt", learn.model, path))
+    assert again.config == ClassifierConfig(drop_mult=0.5, bptt=4, max_len=30)
+    for text in ["great great fun", "boring"]:
+        assert again.predict(text) == pytest.approx(learn.model.predict(text))
+
+
+def test_after_gradual_unfreezing_the_losses_plot_and_every_layer_trains(tmp_path):
+    import matplotlib.pyplot as plt
+
+    path, _ = saved_lm_encoder(tmp_path)
+    data = toy_data()
+    learn = Learner(classifier_from_lm(path, ClassifierConfig(bptt=4)), data.loaders(8, 0), F.cross_entropy,
+                    device="cpu")
+    n = len(learn.dls[0])
+    gradual_unfreezing(learn, lrs=(1e-2, 1e-2, 1e-2), epochs=(1, 2, 0), show=False)
+    ax = plt.subplots()[1]
+    learn.plot_losses(ax=ax)
+    train, valid = ax.get_lines()
+    assert len(train.get_xdata()) == 3 * n and list(valid.get_xdata()) == [n, 2 * n, 3 * n]
+    assert list(valid.get_ydata()) == learn.history["valid_loss"].tolist()
+    assert all(p.requires_grad for p in learn.model.parameters())  # a skipped last stage unfreezes too

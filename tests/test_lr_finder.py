@@ -1,5 +1,10 @@
+import pytest
 import torch
-from test_learner import make_learner, params
+import torch.nn.functional as F
+from test_learner import TwoGroups, loaders, make_learner, params
+
+from lessonlib.callbacks import Callback, GradientClip
+from lessonlib.learner import Learner
 
 
 def test_lr_find_leaves_model_optimizer_and_rng_unchanged():
@@ -14,3 +19,70 @@ def test_lr_find_leaves_model_optimizer_and_rng_unchanged():
     res = learn.lr_find_results
     assert 1e-7 <= lr <= 10 and lr == float(f'{res["lr"][res["loss"].idxmin()] / 10:.2g}')
     assert res["lr"].is_monotonic_increasing and len(res) <= 30
+
+
+class Stateful(TwoGroups):
+    """Carries a plain tensor from one batch to the next, as an LSTM's hidden state."""
+
+    def __init__(self):
+        super().__init__()
+        self.state = None
+
+    def forward(self, x):
+        self.state = x.mean(0).detach() if self.state is None else 0.5 * self.state + x.mean(0).detach()
+        return super().forward(x + self.state)
+
+    def reset(self):
+        self.state = None
+
+
+def test_lr_find_runs_through_fit_so_every_callback_sees_its_events():
+    events = []
+
+    class Spy(Callback):
+        def before_fit(self, learn):
+            events.append("before_fit")
+
+        def before_epoch(self, learn):
+            events.append("before_epoch")
+
+        def after_batch(self, learn):
+            events.append("batch")
+
+        def cleanup_fit(self, learn):
+            events.append("cleanup_fit")
+
+    learn = make_learner(callbacks=[Spy()])
+    learn.lr_find(num_it=12, show=False)  # 8 batches an epoch: two epochs' starts
+    assert events[:2] == ["before_fit", "before_epoch"] and events.count("batch") <= 12
+    assert events.count("before_epoch") == 2 and events[-1] == "cleanup_fit"
+
+
+def test_lr_find_puts_back_the_mode_the_hidden_state_the_history_and_the_loader():
+    torch.manual_seed(0)
+    learn = Learner(Stateful(), loaders(), F.cross_entropy, callbacks=[GradientClip(1.0)])
+    learn.fit(1, 1e-2, show=False)
+    learn.model.eval()
+    state, history, epoch = learn.model.state.clone(), learn.history.copy(), learn.epoch
+    gen_state = learn.train_dl.generator.get_state()
+    learn.lr_find(num_it=20, show=False)
+    assert not learn.model.training and torch.equal(state, learn.model.state)
+    assert learn.history.equals(history) and learn.epoch == epoch and not learn.training
+    assert torch.equal(gen_state, learn.train_dl.generator.get_state())  # the next epoch's shuffle
+
+
+def test_lr_find_stops_at_a_diverging_loss_but_lets_other_errors_through():
+    learn = make_learner()
+    learn.lr_find(start_lr=1e-3, end_lr=1e6, num_it=100, show=False)  # diverges long before 1e6
+    assert learn.lr_find_results["lr"].max() < 1e6
+
+    class Broken(Callback):
+        def after_batch(self, learn):
+            if learn.iter == 3:
+                raise FloatingPointError("a NaN from somewhere else")
+
+    learn = make_learner(callbacks=[Broken()])
+    before = params(learn.model)
+    with pytest.raises(FloatingPointError, match="somewhere else"):
+        learn.lr_find(num_it=20, show=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, params(learn.model), strict=True))

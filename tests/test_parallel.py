@@ -1,5 +1,8 @@
 """run_parallel: the same results as calling the function here, in order, one torch thread each."""
 
+import time
+
+import pytest
 import torch
 
 from lessonlib.parallel import run_parallel
@@ -16,3 +19,18 @@ def test_jobs_come_back_in_order_single_threaded_and_as_if_run_here():
     results = run_parallel(draw, jobs, workers=2)
     assert [threads for threads, _ in results] == [1, 1, 1, 1]
     assert [values for _, values in results] == [draw(**job)[1] for job in jobs]
+
+
+def fail_or_sleep(seconds: float) -> float:
+    if seconds == 0:
+        raise RuntimeError("job failed at once")
+    time.sleep(seconds)
+    return seconds
+
+
+def test_a_failed_job_is_reported_at_once_not_after_the_others_finish():
+    start = time.perf_counter()
+    with pytest.raises(RuntimeError, match="job failed at once"):
+        run_parallel(fail_or_sleep, [dict(seconds=60), dict(seconds=0), dict(seconds=60)], workers=2,
+                     show=False)
+    assert time.perf_counter() - start < 30  # the sleeping jobs are stopped, not waited for

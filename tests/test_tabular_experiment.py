@@ -102,3 +102,11 @@ def test_lesson_style_rmspe_batches_rows_newest_date_first_then_by_store():
     # in the given order they would be [50%, 0] twice (0.354)
     assert lesson_style_rmspe(pred, valid, batch_size=2) == pytest.approx((0.0 + 0.5) / 2)
     assert lesson_style_rmspe(pred, valid, batch_size=4) == pytest.approx(math.sqrt(0.5 / 4))
+
+
+def test_fit_sales_model_leaves_the_trained_network_in_the_mode_fit_leaves_it(small_run):
+    run, _, valid = small_run
+    assert run.learn.model.training  # as after any Learner.fit; Run.model's predictions set eval mode
+    preds, _ = run.predict(frame_loader(run.proc, valid, batch_size=3))
+    again, _ = run.predict(frame_loader(run.proc, valid, batch_size=3))
+    assert torch.equal(preds, again) and run.learn.model.training
