@@ -100,10 +100,16 @@ def throughput_probe(rows, args, rounds: int = 3, n_rows: int = 100_000) -> None
     learn.training = True
     learn.model.train()
     batches = iter(learn.train_dl)
-    learn.one_batch(next(batches))  # warm-up: the first step allocates and picks kernels
-    step_profile(lambda: learn.one_batch(next(batches)), steps=10)
+    train_step(learn, next(batches))  # warm-up: the first step allocates and picks kernels
+    step_profile(lambda: train_step(learn, next(batches)), steps=10)
     if args.compare_backward:
         compare_backward(learn, list(learn.train_dl), peak_dtype(args))
+
+
+def train_step(learn, batch) -> None:
+    """One training step of the Learner's loop on `batch` (its callbacks included)."""
+    learn.batch = batch
+    learn.one_batch()
 
 
 def compare_backward(learn, batches, dtype, rounds: int = 5) -> None:
@@ -118,10 +124,10 @@ def compare_backward(learn, batches, dtype, rounds: int = 5) -> None:
         for library in shares:
             onednn_linear.USE_ONEDNN = library == "oneDNN"
             for b in batches[:3]:  # warm-up
-                learn.one_batch(b)
+                train_step(learn, b)
             start = time.perf_counter()
             for b in batches:
-                learn.one_batch(b)
+                train_step(learn, b)
             shares[library].append(flops * len(batches) / (time.perf_counter() - start) / 1e9 / peak)
         print(f"  backward products, round {r + 1}/{rounds} (peak {peak:.1f}): "
               + ", ".join(f"{k} {v[-1]:.0%}" for k, v in shares.items()) + " of the peak", flush=True)

@@ -1,9 +1,13 @@
-"""What the Learner's loop does besides forward, backward and step: small callbacks, one job each.
+"""What the Learner's loop does besides forward, backward and step: small callbacks, one job each,
+and the events they hook into.
 
 The Learner always runs `Recorder` (history and printed table) and `NanCheck`, adds `Distributed`
 under torchrun and a `Scheduler` for each fit; `GradientClip` and `GradNorm` are for the caller to add.
+A callback ends a batch, an epoch or the whole fit early by raising `CancelBatchException`,
+`CancelEpochException` or `CancelFitException` (the LR finder ends its fit so).
 """
 
+import functools
 import math
 import time
 
@@ -12,7 +16,42 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lessonlib import distributed as ddp
+from lessonlib.checkpoint import get_loader_rngs, set_loader_rngs
 from lessonlib.plots import new_axes
+
+
+class CancelFitException(Exception):
+    """Raised by a callback: the fit ends here (`after_fit` skipped, `cleanup_fit` still runs)."""
+
+
+class CancelEpochException(Exception):
+    """Raised by a callback: the rest of this epoch is skipped (validation and `after_epoch` too)."""
+
+
+class CancelBatchException(Exception):
+    """Raised by a callback: the rest of this batch is skipped (no step if raised before it)."""
+
+
+CANCEL = {"fit": CancelFitException, "epoch": CancelEpochException, "batch": CancelBatchException}
+
+
+def with_events(name: str):
+    """Wraps a Learner method in its events: `before_<name>`, the method, `after_<name>`; a
+    `Cancel<Name>Exception` from a callback (or the method) ends it quietly, skipping the rest and
+    `after_<name>`; `cleanup_<name>` runs whatever happened, an error included (miniai's control flow)."""
+    def decorate(method):
+        @functools.wraps(method)
+        def run(learn, *args, **kwargs):
+            try:
+                learn.callback(f"before_{name}")
+                method(learn, *args, **kwargs)
+                learn.callback(f"after_{name}")
+            except CANCEL[name]:
+                pass
+            finally:
+                learn.callback(f"cleanup_{name}")
+        return run
+    return decorate
 
 
 class Callback:
@@ -23,7 +62,9 @@ class Callback:
     it is moved to the device afterwards), after_loss (`learn.loss` may be replaced: it is what gets
     backpropagated), after_backward (gradients computed, not yet clipped), after_batch (after the
     optimizer step), before_validate, after_epoch (`learn.valid_stats` holds the validation loss and
-    metrics), after_fit. `learn.training` tells training batches from evaluation ones.
+    metrics), after_fit. `cleanup_batch`, `cleanup_epoch` and `cleanup_fit` run after each level ends
+    however it ends: normally, cancelled, or by an error. `learn.training` tells training batches from
+    evaluation ones: evaluation fires before_validate, then before_batch and after_loss per batch.
     """
 
     order = 0
@@ -34,9 +75,12 @@ class Callback:
     def after_loss(self, learn): pass
     def after_backward(self, learn): pass
     def after_batch(self, learn): pass
+    def cleanup_batch(self, learn): pass
     def before_validate(self, learn): pass
     def after_epoch(self, learn): pass
+    def cleanup_epoch(self, learn): pass
     def after_fit(self, learn): pass
+    def cleanup_fit(self, learn): pass
 
 
 def set_hypers(opt, lrs, mult: float, mom: float) -> None:
@@ -183,23 +227,40 @@ class NanCheck(Callback):
 
 
 class Distributed(Callback):
-    """Under torchrun: each process trains on its shard of the training data through the model
-    wrapped in DistributedDataParallel (which averages gradients across processes) and validates on
-    its shard (the Learner sums the metrics over processes). The Learner adds it when launched so."""
+    """Under torchrun: for each fit, joins the process group (unless the script already has), gives
+    each process its shard of the training and validation data (`lessonlib.distributed.shard_train`,
+    every process starting from rank 0's loader random state, so the shards split one shuffle), and
+    trains through the model wrapped in DistributedDataParallel (`wrapped`: it averages gradients
+    across processes); the Learner sums the validation metrics over processes. At `cleanup_fit`,
+    also after an error, the Learner gets its own loaders back, the wrapper goes, and a group this
+    callback joined is left. The Learner adds it when launched so."""
 
     order = -20
 
+    def __init__(self):
+        self.wrapped, self.dls, self.joined = None, None, False
+
     def before_fit(self, learn):
-        train_dl, valid_dl = learn.dls
-        learn.dls = (ddp.shard_train(train_dl), ddp.shard_valid(valid_dl) if valid_dl is not None else None)
+        self.joined = ddp.init(learn.device)
+        train_dl, valid_dl = self.dls = learn.dls
+        set_loader_rngs(train_dl, ddp.broadcast_object(get_loader_rngs(train_dl)))
+        seed = ddp.broadcast_object(int(torch.randint(2**31 - 1, (1,))))  # DistributedSampler's shuffle
+        rank, world = ddp.rank(), ddp.world_size()
+        learn.dls = (ddp.shard_train(train_dl, rank, world, seed),
+                     None if valid_dl is None else ddp.shard_valid(valid_dl, rank, world))
         ids = [learn.device.index] if learn.device.type == "cuda" else None
-        learn.fit_model = nn.parallel.DistributedDataParallel(learn.model, device_ids=ids)
+        self.wrapped = nn.parallel.DistributedDataParallel(learn.model, device_ids=ids)
 
     def before_epoch(self, learn):
-        ddp.set_epoch(learn.dls[0], learn.epoch)  # DistributedSampler reshuffles with the epoch
+        ddp.set_epoch(learn.train_dl, learn.epoch)  # DistributedSampler reshuffles with the epoch
 
-    def after_fit(self, learn):
-        learn.fit_model = learn.model
+    def cleanup_fit(self, learn):
+        if self.dls is not None:
+            learn.dls = self.dls
+        self.wrapped, self.dls = None, None
+        if self.joined:
+            ddp.leave()
+            self.joined = False
 
 
 class GradientClip(Callback):

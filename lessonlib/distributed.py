@@ -1,9 +1,14 @@
 """The glue between the Learner and PyTorch's own distributed engine (torchrun + DDP).
 
 Under `torchrun --nproc_per_node=N script.py` the environment holds RANK, WORLD_SIZE and LOCAL_RANK;
-the Learner then joins the process group, wraps its model in DistributedDataParallel and shards the
-loaders with the helpers below. Outside torchrun every function here is a cheap no-op answer.
-Imports nothing of ours.
+for each fit the Learner joins the process group, wraps its model in DistributedDataParallel and
+shards the loaders with the helpers below (its `Distributed` callback). Outside torchrun every function
+here is a cheap no-op answer. Imports nothing of ours.
+
+A loader is split across processes if it is a torch DataLoader (a DistributedSampler, or every
+world-th batch of its batch sampler) or has a `shard(rank, world, even)` method that returns this
+process's part (lessonlib's LMLoader and TensorLoader do); any other loader is an error under torchrun,
+since every process would silently train on all of it.
 """
 
 import itertools
@@ -24,7 +29,11 @@ def is_distributed() -> bool:
 
 
 def rank() -> int:
-    return dist.get_rank() if is_distributed() else 0
+    """This process's rank: the process group's, or before it is joined (or after it is left) the one
+    torchrun gave in RANK; 0 outside torchrun."""
+    if is_distributed():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0")) if launched_by_torchrun() else 0
 
 
 def world_size() -> int:
@@ -43,12 +52,32 @@ def local_device() -> torch.device:
     return torch.device("cpu")
 
 
-def init(device: torch.device) -> None:
-    """Join the process group (nccl on CUDA, gloo on CPU) unless this process already has."""
-    if not dist.is_initialized():
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+def init(device: torch.device) -> bool:
+    """Join the process group (nccl on CUDA, gloo on CPU) unless this process already has; True if
+    this call joined it (so the caller also leaves it)."""
+    if dist.is_initialized():
+        return False
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return True
+
+
+def leave() -> None:
+    """Leave the process group (PyTorch's `destroy_process_group`). No barrier first: after an error in
+    one process the others may wait in a collective it never joins, and torchrun stops them when this
+    one exits with the error."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def broadcast_object(obj):
+    """Rank 0's `obj` (picklable), in every process; `obj` itself in a single process."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def barrier() -> None:
@@ -104,26 +133,40 @@ def reload(dl: DataLoader, sampler=None, batch_sampler=None) -> DataLoader:
                       generator=dl.generator, **kw)
 
 
-def shard_train(dl, seed: int = 0):
-    """This process's part of the training data. A DataLoader with a batch size gets a
-    DistributedSampler (shuffled if `dl` was; the batch size is per process); one with a batch sampler
-    gets every world-th batch. Any other loader is used as given: it shards itself (or not)."""
-    if not isinstance(dl, DataLoader):
+def shard_train(dl, rank: int, world: int, seed: int = 0):
+    """This process's part of the training data (`dl` itself when `world` is 1). A DataLoader with a
+    batch size gets a DistributedSampler (shuffled with `seed` and the epoch if `dl` was shuffled; the
+    batch size is per process); one with a batch sampler gets every world-th batch; a loader with a
+    `shard` method gives its own part. Every process gets the same number of batches (DDP waits for
+    each step on all of them). Any other loader is a TypeError: it cannot be split."""
+    if world == 1:
         return dl
-    if dl.batch_size is None:
-        return reload(dl, batch_sampler=ShardBatches(dl.batch_sampler, rank(), world_size(), even=True))
-    shuffle = isinstance(dl.sampler, RandomSampler)
-    return reload(dl, DistributedSampler(dl.dataset, num_replicas=world_size(), rank=rank(),
-                                         shuffle=shuffle, seed=seed, drop_last=dl.drop_last))
+    if isinstance(dl, DataLoader):
+        if dl.batch_size is None:
+            return reload(dl, batch_sampler=ShardBatches(dl.batch_sampler, rank, world, even=True))
+        shuffle = isinstance(dl.sampler, RandomSampler)
+        return reload(dl, DistributedSampler(dl.dataset, num_replicas=world, rank=rank, shuffle=shuffle,
+                                             seed=seed, drop_last=dl.drop_last))
+    return _own_shard(dl, rank, world, even=True)
 
 
-def shard_valid(dl):
+def shard_valid(dl, rank: int, world: int):
     """The validation data split across processes without padding or repeats (see ShardSampler)."""
-    if not isinstance(dl, DataLoader):
+    if world == 1:
         return dl
-    if dl.batch_size is None:
-        return reload(dl, batch_sampler=ShardBatches(dl.batch_sampler, rank(), world_size(), even=False))
-    return reload(dl, ShardSampler(len(dl.dataset), rank(), world_size()))
+    if isinstance(dl, DataLoader):
+        if dl.batch_size is None:
+            return reload(dl, batch_sampler=ShardBatches(dl.batch_sampler, rank, world, even=False))
+        return reload(dl, ShardSampler(len(dl.dataset), rank, world))
+    return _own_shard(dl, rank, world, even=False)
+
+
+def _own_shard(dl, rank: int, world: int, even: bool):
+    if not callable(getattr(dl, "shard", None)):
+        raise TypeError(f"a {type(dl).__name__} cannot be split across processes: under torchrun every "
+                        "process would train on all of it. Use a torch DataLoader, or give the loader a "
+                        "shard(rank, world, even) method that returns this process's part")
+    return dl.shard(rank, world, even)
 
 
 def set_epoch(dl, epoch: int) -> None:

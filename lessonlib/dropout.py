@@ -233,14 +233,15 @@ def mc_predict(model: nn.Module, dl, n_samples: int = 50, seed: int = 0) -> tupl
     drops = [m for m in model.modules() if isinstance(m, (nn.Dropout, Dropout))]
     if not drops:
         raise ValueError("the model has no dropout layer: Monte Carlo dropout needs one")
-    torch.manual_seed(seed)
     samples = []
-    for _ in range(n_samples):
-        probs, targets = [], []
-        for out, y in eval_outputs(model, dl, active=drops):
-            probs.append(out.float().softmax(-1).cpu())
-            targets.append(y.cpu())
-        samples.append(torch.cat(probs))
+    with torch.random.fork_rng(devices=[]):  # `seed` draws the masks; the caller's generator is untouched
+        torch.manual_seed(seed)
+        for _ in range(n_samples):
+            probs, targets = [], []
+            for out, y in eval_outputs(model, dl, active=drops):
+                probs.append(out.float().softmax(-1).cpu())
+                targets.append(y.cpu())
+            samples.append(torch.cat(probs))
     return torch.stack(samples), torch.cat(targets)
 
 

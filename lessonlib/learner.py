@@ -1,30 +1,31 @@
 """The training loop every notebook uses: a model, its loaders, a loss and an optimizer.
 
     learn = Learner(model, (train_dl, valid_dl), F.cross_entropy, metrics={"acc": accuracy})
-    lr = learn.lr_find()          # plots loss against LR, leaves the model as it was
+    lr = learn.lr_find()          # plots loss against LR, leaves the Learner as it was
     learn.fit(3, lr)              # one-cycle schedule; prints one line per epoch; learn.history
     learn.plot_losses(); learn.save("model.pt")
     learn.load("model.pt"); learn.fit(3, lr, start_epoch=learn.epoch)   # resume an interrupted fit
 
-The loop is `fit -> one_epoch -> one_batch -> step`; the rest are callbacks (lessonlib.callbacks:
-history, schedule, NaN check, gradient clipping, distributed training) and lessonlib.checkpoint. Runs
-on cuda, mps or cpu, and unchanged under `torchrun` with DistributedDataParallel (see lessonlib.distributed).
+The loop is `fit -> one_epoch -> one_batch -> step`, each level wrapped in its events (before_, after_,
+cleanup_; see lessonlib.callbacks.with_events); the rest are callbacks (history, schedule, NaN check,
+gradient clipping, distributed training, the LR finder) and lessonlib.checkpoint. Runs on cuda, mps or
+cpu, and unchanged under `torchrun` with DistributedDataParallel (see lessonlib.distributed).
 """
 
-import contextlib
 import math
+from functools import partial
 
 import pandas as pd
 import torch
 from torch import nn
 
 from lessonlib import distributed as ddp
-from lessonlib.callbacks import Distributed, NanCheck, Recorder, Scheduler
+from lessonlib.callbacks import Distributed, NanCheck, Recorder, Scheduler, with_events
 from lessonlib.checkpoint import load_checkpoint, save_checkpoint
 from lessonlib.core import default_device, eval_outputs, n_batches, progress, to_device
 from lessonlib.lr_finder import lr_find
-from lessonlib.numerics import amp_dtype
-from lessonlib.schedule import get_schedule
+from lessonlib.numerics import amp_dtype, autocast
+from lessonlib.schedule import get_schedule, schedule_name
 
 
 def accuracy(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -49,9 +50,23 @@ def param_groups(groups: list[nn.Module]) -> list[dict]:
     return out
 
 
+def group_lrs(lr, n_groups: int) -> list[float]:
+    """One LR per layer group: a float for every group, or a list with one per group (spread them
+    with `lessonlib.text.fine_tune.discriminative_lrs`)."""
+    if isinstance(lr, (list, tuple)):
+        if len(lr) != n_groups:
+            raise ValueError(f"got {len(lr)} learning rates for {n_groups} layer groups")
+        return [float(v) for v in lr]
+    return [float(lr)] * n_groups
+
+
 def _rank0_bars() -> dict:
     """Progress-bar options: bars on rank 0 only (and only if LESSONLIB_PROGRESS allows them)."""
     return {} if ddp.is_main() else {"disable": True}
+
+
+def _order(cb) -> int:
+    return getattr(cb, "order", 0)
 
 
 class Learner:
@@ -62,7 +77,8 @@ class Learner:
     `(pred, target) -> scalar`, averaged over validation targets (weighted by `target.numel()`).
     `opt_func(param_groups, lr=...)` builds the optimizer (default `adamw`: weight decay 0.01); `amp`
     see `lessonlib.numerics.amp_dtype`; `callbacks` see `lessonlib.callbacks.Callback` (gradient
-    clipping is one: `GradientClip(max_norm)`).
+    clipping is one: `GradientClip(max_norm)`). `model` is always the module you gave; under torchrun
+    the loop calls it through DistributedDataParallel during a fit (the `Distributed` callback).
     """
 
     def __init__(self, model: nn.Module, dls, loss_func, metrics=None, opt_func=adamw, callbacks=(),
@@ -71,14 +87,11 @@ class Learner:
             raise ValueError("Learner needs a loss_func, e.g. torch.nn.functional.cross_entropy")
         if not isinstance(dls, (tuple, list)) or len(dls) != 2:
             raise ValueError("dls must be (train_dl, valid_dl), valid_dl None for no validation")
-        distributed = ddp.launched_by_torchrun() or ddp.is_distributed()
+        launched = ddp.launched_by_torchrun() or ddp.is_distributed()
         self.device = torch.device(device) if device else (
-            ddp.local_device() if distributed else default_device())
-        if distributed:
-            ddp.init(self.device)
-        self.model = self.fit_model = model.to(self.device)  # fit_model: what the loop calls (maybe DDP)
-        self.train_dl, self.valid_dl = dls
-        self.dls = tuple(dls)  # what a fit reads: the Distributed callback shards them
+            ddp.local_device() if launched else default_device())
+        self.model = model.to(self.device)
+        self.dls = tuple(dls)  # during a fit under torchrun: this process's shards (see Distributed)
         self.loss_func, self.metrics = loss_func, dict(metrics or {})
         self.amp_dtype = amp_dtype(amp, self.device)
         # fp16 needs its gradients scaled; disabled, the scaler passes everything straight through
@@ -86,98 +99,98 @@ class Learner:
         self.opt = opt_func(param_groups(self.layer_groups()), lr=1e-3)
         self.recorder = Recorder()
         nan_check = NanCheck(every=1 if self.device.type == "cpu" else 32)  # a GPU read waits for the GPU
-        self.callbacks = [self.recorder, nan_check, *([Distributed()] if distributed else []), *callbacks]
+        self.distributed = Distributed() if launched else None
+        self.callbacks = [self.recorder, nan_check, *([self.distributed] if launched else []), *callbacks]
         self.epoch, self.iter, self.n_iter, self.start_epoch = 0, 0, 0, 0
         self.training, self.show, self.fit_args = False, False, None
         self.sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64  # mps has no float64
 
+    @property
+    def train_dl(self):
+        return self.dls[0]
+
+    @property
+    def valid_dl(self):
+        return self.dls[1]
+
     # ---- the loop ------------------------------------------------------------------------------------
     def fit(self, epochs: int, lr=1e-3, schedule="one_cycle", show: bool = True, start_epoch: int = 0,
-            checkpoint=None) -> None:
+            checkpoint=None, callbacks=()) -> None:
         """Train for `epochs` epochs with peak LR `lr` (a float, or a list with one per layer group).
 
         The schedule spans all `epochs`; `start_epoch` resumes inside it after `load`
         (`learn.fit(2, lr, start_epoch=learn.epoch)`). With `checkpoint`, saves there after every epoch.
+        `callbacks` join the Learner's for this fit only. Whatever happens, `cleanup_fit` runs and the
+        Learner leaves training mode (`learn.training` False).
         """
         if not 0 <= start_epoch < epochs:
             raise ValueError(f"start_epoch={start_epoch} must be in [0, epochs={epochs})")
-        lrs = self.group_lrs(lr)
-        args = {"epochs": epochs, "lr": lrs, "schedule": str(schedule)}
+        lrs = group_lrs(lr, len(self.opt.param_groups))
+        args = {"epochs": epochs, "lr": lrs, "schedule": schedule_name(schedule)}
         if start_epoch > 0 and self.fit_args not in (None, args):
             raise ValueError(f"resuming a run begun as fit({self.fit_args}); call fit with the same epochs, "
                              f"lr and schedule (got {args}) so the schedule continues where it stopped")
-        n_batches(self.train_dl, "train_dl")
-        if self.valid_dl is not None:
-            n_batches(self.valid_dl, "valid_dl")
+        for dl, name in zip(self.dls, ("train_dl", "valid_dl"), strict=True):
+            if dl is not None:
+                n_batches(dl, name)
         self.fit_args, self.show, self.start_epoch = args, show, start_epoch
-        self.dls = (self.train_dl, self.valid_dl)
-        scheduler = Scheduler(lrs, get_schedule(schedule), epochs)
-        self.callbacks.append(scheduler)
-        self.sort_callbacks()
+        added = [Scheduler(lrs, get_schedule(schedule), epochs), *callbacks]
+        self.callbacks += added
+        self.callbacks.sort(key=_order)
         try:
-            self.callback("before_fit")
-            self.n_iter = n_batches(self.dls[0], "train_dl")
-            for epoch in progress(range(start_epoch, epochs), desc="epoch", **_rank0_bars()):
-                self.epoch = epoch
-                self.one_epoch()
-                valid_dl = self.dls[1]
-                self.valid_stats = self.evaluate(valid_dl) if valid_dl is not None else {"loss": math.nan}
-                self.callback("after_epoch")
-                self.epoch = epoch + 1
-                if checkpoint is not None:
-                    self.save(checkpoint)
-            self.training = False
-            self.callback("after_fit")
+            self._fit(epochs, checkpoint)
         finally:
-            self.callbacks.remove(scheduler)
+            self.training = False
+            for cb in added:
+                self.callbacks.remove(cb)
 
+    @with_events("fit")
+    def _fit(self, epochs: int, checkpoint) -> None:
+        self.n_iter = n_batches(self.train_dl, "train_dl")  # after before_fit: this process's shard
+        for epoch in progress(range(self.start_epoch, epochs), desc="epoch", **_rank0_bars()):
+            self.epoch, self.training = epoch, True
+            self.model.train()
+            self.one_epoch()
+            self.epoch = epoch + 1
+            if checkpoint is not None:
+                self.save(checkpoint)
+
+    @with_events("epoch")
     def one_epoch(self) -> None:
-        self.training = True
-        self.fit_model.train()
-        self.callback("before_epoch")
+        """The training batches, then the validation loader scored into `valid_stats`."""
         # iter() here: tqdm.auto would otherwise start the loader twice (and draw its seeds twice)
-        batches = progress(iter(self.dls[0]), total=self.n_iter, desc="train", **_rank0_bars())
-        for self.iter, batch in enumerate(batches):
-            self.one_batch(batch)
+        batches = progress(iter(self.train_dl), total=self.n_iter, desc="train", **_rank0_bars())
+        for self.iter, self.batch in enumerate(batches):
+            self.one_batch()
+        self.valid_stats = self.evaluate() if self.valid_dl is not None else {"loss": math.nan}
 
-    def one_batch(self, batch) -> torch.Tensor:
-        self.batch = batch
-        self.callback("before_batch")
+    @with_events("batch")
+    def one_batch(self) -> None:
+        """Forward, loss and `step` on `learn.batch` (which `before_batch` callbacks may replace)."""
         x, self.y = to_device(self.batch, self.device)
-        with self.autocast():
-            self.pred = self.fit_model(x)
+        forward = self.model if self.distributed is None else self.distributed.wrapped
+        with autocast(self.device, self.amp_dtype):
+            self.pred = forward(x)
             self.loss = self.loss_func(self.pred, self.y)
         self.callback("after_loss")
-        self.step(self.loss)
-        self.callback("after_batch")
-        return self.loss
+        self.step()
 
-    def step(self, loss: torch.Tensor) -> None:
+    def step(self) -> None:
         """Backward pass and optimizer step. The fp16 scaler (a pass-through otherwise) scales the loss
         and unscales the gradients again, so `after_backward` callbacks (clipping among them) see true
         ones."""
-        self.scaler.scale(loss).backward()
+        self.scaler.scale(self.loss).backward()
         self.scaler.unscale_(self.opt)
         self.callback("after_backward")
         self.scaler.step(self.opt)
         self.scaler.update()
         self.opt.zero_grad(set_to_none=True)
 
-    def sort_callbacks(self) -> None:
-        """Put the callbacks in the order they run, lower `order` first (done when a fit or an evaluation
-        starts, not at every event)."""
-        self.callbacks.sort(key=lambda cb: getattr(cb, "order", 0))
-
     def callback(self, event: str) -> None:
         for cb in self.callbacks:
             fn = getattr(cb, event, None)
             if fn is not None:
                 fn(self)
-
-    def autocast(self):
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     # ---- evaluation ----------------------------------------------------------------------------------
     def _batches_eval(self, dl=None, model=None):
@@ -188,7 +201,7 @@ class Learner:
         dl = dl if dl is not None else self.valid_dl
         n_batches(dl, "the loader")
         self.training = False
-        self.sort_callbacks()
+        self.callbacks.sort(key=_order)
         self.callback("before_validate")
 
         def batches():
@@ -196,7 +209,8 @@ class Learner:
                 self.callback("before_batch")
                 yield self.batch
 
-        return eval_outputs(model if model is not None else self.model, batches(), self.device, self.autocast)
+        return eval_outputs(model if model is not None else self.model, batches(), self.device,
+                            partial(autocast, self.device, self.amp_dtype))
 
     def evaluate(self, dl=None) -> dict:
         """{"loss": .., <metric>: ..} over `dl` (the validation loader by default), weighted by batch
@@ -204,7 +218,7 @@ class Learner:
         sums = torch.zeros(len(self.metrics) + 2, dtype=self.sum_dtype, device=self.device)
         for pred, y in self._batches_eval(dl):
             self.pred, self.y = pred, y
-            with self.autocast():
+            with autocast(self.device, self.amp_dtype):
                 self.loss = self.loss_func(self.pred, self.y)
                 self.callback("after_loss")
             values = [self.loss, *[m(self.pred, self.y) for m in self.metrics.values()]]
@@ -236,16 +250,6 @@ class Learner:
             raise ValueError(f"layer_groups() misses parameters {missing[:3]}...: every parameter must be "
                              "in exactly one group")
         return groups
-
-    def group_lrs(self, lr) -> list[float]:
-        """One LR per layer group: a float for every group, or a list with one per group (spread them
-        with `lessonlib.text.fine_tune.discriminative_lrs`)."""
-        n = len(self.opt.param_groups)
-        if isinstance(lr, (list, tuple)):
-            if len(lr) != n:
-                raise ValueError(f"got {len(lr)} learning rates for {n} layer groups")
-            return [float(v) for v in lr]
-        return [float(lr)] * n
 
     def freeze_to(self, n: int) -> None:
         """Freeze layer groups [:n] (no gradients, no updates) and unfreeze the rest: -1 trains only the

@@ -1,65 +1,144 @@
-"""Leslie Smith's LR range test: train briefly while the LR grows exponentially, watch the loss."""
+"""Leslie Smith's LR range test: train briefly while the LR grows exponentially, watch the loss.
+
+The test is a callback (`LRFinder`) run through the Learner's own `fit`, so every other callback sees
+the usual events (the LM's state reset, clipping, the distributed wrapper); it snapshots what training
+changes and puts it all back when the fit ends, however it ends.
+"""
 
 import copy
 import math
 
 import numpy as np
 import pandas as pd
+import torch
 
 from lessonlib import distributed as ddp
-from lessonlib.callbacks import set_hypers, smoothed
+from lessonlib.callbacks import (
+    Callback,
+    CancelEpochException,
+    CancelFitException,
+    Scheduler,
+    set_hypers,
+    smoothed,
+)
 from lessonlib.checkpoint import get_loader_rngs, rng_states, set_loader_rngs, set_rng_states
 from lessonlib.core import n_batches
 from lessonlib.plots import new_axes
 
 
-def cycle(dl):
-    """The loader's batches over and over (a fresh pass, with fresh shuffling, each time round)."""
-    while True:
-        yield from dl
+def _attributes(m) -> dict:
+    """A module's plain attributes: not its mode, parameters, buffers, submodules or hooks."""
+    return {k: v for k, v in vars(m).items() if not k.startswith("_") and k != "training"}
+
+
+def plain_state(model) -> list:
+    """Per submodule: its mode and the plain attributes it keeps between calls (an LSTM's hidden
+    state, its last outputs); tensors and containers are copied, anything else kept by reference."""
+    def keep(v):
+        return copy.deepcopy(v) if isinstance(v, (torch.Tensor, list, tuple, dict)) else v
+    return [(m, m.training, {k: keep(v) for k, v in _attributes(m).items()}) for m in model.modules()]
+
+
+def set_plain_state(saved: list) -> None:
+    """Put back what `plain_state` saw, removing attributes set since."""
+    for m, mode, attrs in saved:
+        m.train(mode)
+        for k in set(_attributes(m)) - set(attrs):
+            delattr(m, k)
+        for k, v in attrs.items():
+            setattr(m, k, v)
+
+
+def snapshot(learn) -> dict:
+    """Everything a fit changes in `learn`, copied: weights and buffers, each module's mode and plain
+    state, optimizer, gradient scaler, history, position and fit arguments, and every random generator
+    (global and the training loader's)."""
+    rec = learn.recorder
+    return copy.deepcopy({
+        "model": learn.model.state_dict(), "opt": learn.opt.state_dict(), "scaler": learn.scaler.state_dict(),
+        "recorder": (rec.rows, rec.batch_losses, rec.epoch_ends),
+        "position": (learn.epoch, learn.start_epoch, learn.fit_args),
+        "rng": rng_states(), "loaders": get_loader_rngs(learn.train_dl),
+    }) | {"modules": plain_state(learn.model)}
+
+
+def restore(learn, saved: dict) -> None:
+    learn.model.load_state_dict(saved["model"])
+    set_plain_state(saved["modules"])
+    learn.opt.load_state_dict(saved["opt"])
+    learn.opt.zero_grad(set_to_none=True)
+    if learn.scaler.is_enabled():
+        learn.scaler.load_state_dict(saved["scaler"])
+    rec = learn.recorder
+    rec.rows, rec.batch_losses, rec.epoch_ends = saved["recorder"]
+    learn.epoch, learn.start_epoch, learn.fit_args = saved["position"]
+    set_rng_states(saved["rng"])
+    set_loader_rngs(learn.train_dl, saved["loaders"])
+
+
+class LRFinder(Callback):
+    """Before each training batch sets every layer group's LR to `start_lr * (end_lr/start_lr)^(i/(num_it-1))`
+    (momentum 0.9), records the loss (averaged over processes), and ends the fit after `num_it`
+    batches, at a loss that is not finite, or once the smoothed loss is 4 times its lowest (diverged:
+    the rest says nothing). Never validates (each epoch ends with its last batch). Snapshots the
+    Learner at `before_fit` and restores it at `cleanup_fit`; `lrs`, `losses` hold the curve."""
+
+    order = Scheduler.order + 1  # after the schedule: the LR set here is the one the step uses
+
+    def __init__(self, start_lr: float, end_lr: float, num_it: int):
+        self.start_lr, self.end_lr, self.num_it = start_lr, end_lr, num_it
+        self.lrs, self.losses, self.saved = [], [], None
+
+    def before_fit(self, learn):
+        self.saved = snapshot(learn)
+        self.lrs, self.losses = [], []
+
+    def before_batch(self, learn):
+        if learn.training:
+            i = len(self.losses)
+            self.lr = self.start_lr * (self.end_lr / self.start_lr) ** (i / max(self.num_it - 1, 1))
+            set_hypers(learn.opt, [self.lr] * len(learn.opt.param_groups), 1.0, 0.9)
+
+    def after_loss(self, learn):  # before NanCheck (order 100): a blown-up loss ends the test
+        if not learn.training:
+            return
+        loss = ddp.all_reduce_sum(learn.loss.detach().float().clone()).item() / ddp.world_size()
+        if not math.isfinite(loss):
+            raise CancelFitException
+        self.lrs.append(self.lr)
+        self.losses.append(loss)
+        smooth = smoothed(self.losses)
+        if smooth[-1] > 4 * min(smooth):
+            raise CancelFitException
+
+    def after_batch(self, learn):
+        if len(self.losses) >= self.num_it:
+            raise CancelFitException
+        if learn.iter == learn.n_iter - 1:
+            raise CancelEpochException  # no validation: on to the next pass over the training data
+
+    def cleanup_fit(self, learn):
+        if self.saved is not None:
+            restore(learn, self.saved)
+            self.saved = None
 
 
 def lr_find(learn, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100, show: bool = True,
             ax=None) -> float:
-    """Train `learn` for up to `num_it` batches while raising the LR from `start_lr` to `end_lr`, then
-    put the model, optimizer and random states back as they were. Stops early once the smoothed loss
-    is 4 times its lowest (diverged: the rest says nothing). Keeps `learn.lr_find_results` (lr, smoothed
+    """Run `LRFinder` through `learn.fit` for up to `num_it` batches (as many passes over the training
+    data as that takes), then leave `learn` as it was. Keeps `learn.lr_find_results` (lr, smoothed
     loss), plots them (log x) and returns a suggestion: the LR at the lowest loss divided by 10."""
-    n_batches(learn.train_dl, "train_dl")
-    saved = copy.deepcopy({"model": learn.model.state_dict(), "opt": learn.opt.state_dict(),
-                           "rng": rng_states(), "loaders": get_loader_rngs(learn.train_dl)})
-    lrs, losses = [], []
-    learn.training = True
-    learn.model.train()
-    try:
-        for i, batch in zip(range(num_it), cycle(learn.train_dl), strict=False):
-            learn.iter, lr = i, start_lr * (end_lr / start_lr) ** (i / max(num_it - 1, 1))
-            set_hypers(learn.opt, learn.group_lrs(lr), 1.0, 0.9)
-            loss = learn.one_batch(batch).item()
-            if not math.isfinite(loss):
-                break
-            lrs.append(lr)
-            losses.append(loss)
-            smooth = smoothed(losses)
-            if smooth[-1] > 4 * min(smooth):
-                break
-    except FloatingPointError:  # the loss blew up (caught on the CPU before the step): the end
-        pass
-    finally:
-        learn.model.load_state_dict(saved["model"])
-        learn.opt.load_state_dict(saved["opt"])
-        set_rng_states(saved["rng"])
-        set_loader_rngs(learn.train_dl, saved["loaders"])
-        learn.opt.zero_grad(set_to_none=True)
-        learn.training = False
-    if not lrs:
+    finder = LRFinder(start_lr, end_lr, num_it)
+    epochs = math.ceil(num_it / n_batches(learn.train_dl, "train_dl"))
+    learn.fit(epochs, start_lr, schedule="constant", show=False, callbacks=[finder])
+    if not finder.lrs:
         raise FloatingPointError(f"the loss was not finite even at lr={start_lr}: check inputs and model")
-    smooth = smoothed(losses)
-    learn.lr_find_results = pd.DataFrame({"lr": lrs, "loss": smooth})
-    suggestion = float(f"{lrs[int(np.argmin(smooth))] / 10:.2g}")  # 2 digits: all an LR needs
+    smooth = smoothed(finder.losses)
+    learn.lr_find_results = pd.DataFrame({"lr": finder.lrs, "loss": smooth})
+    suggestion = float(f"{finder.lrs[int(np.argmin(smooth))] / 10:.2g}")  # 2 digits: all an LR needs
     if show and ddp.is_main():
         ax = ax or new_axes()
-        ax.plot(lrs, smooth)
+        ax.plot(finder.lrs, smooth)
         ax.axvline(suggestion, color="tab:red", linestyle="--", label=f"suggested lr {suggestion:.2g}")
         ax.set(xscale="log", xlabel="learning rate (log scale)", ylabel="training loss (smoothed)",
                title="LR finder")

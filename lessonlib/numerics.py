@@ -7,6 +7,7 @@ does not), the thread count (it changes the order of sums) and the torch version
 names those; nbval compares a notebook's training numbers only where they match (notebooks/conftest.py).
 """
 
+import contextlib
 import os
 import platform
 
@@ -100,3 +101,10 @@ def amp_dtype(amp, device: torch.device):
     if amp == "fp16" and device.type != "cuda":
         raise ValueError("amp='fp16' needs CUDA; on the CPU use amp='bf16'")
     return dtypes[amp]
+
+
+def autocast(device: torch.device, dtype):
+    """torch.autocast in `dtype` on `device`'s type, or a do-nothing context when `dtype` is None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)

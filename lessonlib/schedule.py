@@ -4,6 +4,7 @@
 Imports nothing of ours.
 """
 
+import functools
 import math
 
 
@@ -39,3 +40,15 @@ def get_schedule(name):
         raise ValueError(f"unknown schedule {name!r}: use one of {sorted(SCHEDULES)} or a callable "
                          "pct -> (lr multiplier, momentum)")
     return SCHEDULES[name]
+
+
+def schedule_name(schedule) -> str:
+    """What a checkpoint records of a fit's schedule, the same in every process: its name, or a
+    callable's module and qualified name (a partial's with its arguments), never a memory address."""
+    if isinstance(schedule, str):
+        return schedule
+    if isinstance(schedule, functools.partial):
+        args = [repr(a) for a in schedule.args] + [f"{k}={v!r}" for k, v in schedule.keywords.items()]
+        return f"{schedule_name(schedule.func)}({', '.join(args)})"
+    name = getattr(schedule, "__qualname__", type(schedule).__qualname__)
+    return f"{getattr(schedule, '__module__', None) or type(schedule).__module__}.{name}"

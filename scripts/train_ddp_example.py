@@ -1,50 +1,44 @@
-"""The same Learner on one process or many: run it plainly, or under torchrun for DDP.
+"""The same Learner on one process or many: the Rossmann sales network, run plainly or under torchrun.
 
     .venv/bin/python scripts/train_ddp_example.py                          # one process
     .venv/bin/torchrun --nproc_per_node=2 scripts/train_ddp_example.py     # 2 processes (gloo on CPU,
                                                                            # nccl with one GPU each)
 
-Under torchrun the Learner joins the process group, wraps the model in DistributedDataParallel, gives
-each process its shard of the training data (batch size is per process), averages the validation
-metrics over all processes, and only rank 0 prints and saves. Nothing in this script is DDP-specific.
+Under torchrun the Learner joins the process group for each fit, wraps the model in
+DistributedDataParallel, gives each process its shard of the training rows (the TensorLoader's
+`shard`: batch size is per process, so 2 processes at `--bs 256` take the steps of one at 512), sums
+the validation metrics over all processes, and only rank 0 prints and saves. Nothing in this script is
+DDP-specific. The data come from the cache (or LESSONLIB_DATA_MIRROR), as in notebook 03.
 """
 
 import argparse
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
-
-from lessonlib.callbacks import GradientClip
-from lessonlib.core import seed_everything
-from lessonlib.learner import Learner, accuracy
-
-
-def synthetic(n, d=20, seed=0):
-    """Points labelled by which side of a random hyperplane they fall on (same rule for every split)."""
-    w = torch.randn(d, generator=torch.Generator().manual_seed(1234))
-    x = torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
-    return TensorDataset(x, (x @ w > 0).long())
+from lessonlib.data import rossmann
+from lessonlib.distributed import is_main
+from lessonlib.tabular import features
+from lessonlib.tabular.experiment import SalesConfig, sales_learner
+from lessonlib.tabular.preprocess import TabularProcessor
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--preset", default="sample", choices=["sample", "full"])
+    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--lr", type=float, default=1e-2)
-    parser.add_argument("--bs", type=int, default=64, help="batch size per process")
+    parser.add_argument("--bs", type=int, default=512, help="batch size per process")
     parser.add_argument("--checkpoint", default="output/ddp_example.pt")
     args = parser.parse_args()
 
-    seed_everything(42)  # every process starts from the same weights (DDP also broadcasts rank 0's)
-    train_dl = DataLoader(synthetic(8192, seed=0), batch_size=args.bs, shuffle=True)
-    valid_dl = DataLoader(synthetic(2048, seed=1), batch_size=256)
-    model = nn.Sequential(nn.Linear(20, 128), nn.ReLU(), nn.Dropout(0.1), nn.Linear(128, 2))
-    learn = Learner(model, (train_dl, valid_dl), F.cross_entropy, metrics={"acc": accuracy},
-                    callbacks=[GradientClip(1.0)])
-    learn.fit(args.epochs, args.lr, checkpoint=args.checkpoint)
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    train, _ = features.build(rossmann(args.preset))
+    fit_rows, valid = features.split(features.sales_rows(train), features.LESSON_VALID)
+    proc = TabularProcessor(features.CAT_NAMES, features.CONT_NAMES).fit(fit_rows)
+    cfg = SalesConfig(epochs=args.epochs, lr=args.lr, batch_size=args.bs, layers=(256, 128), ps=(0.001, 0.01))
+    learn = sales_learner(fit_rows, valid, proc, cfg, seed=42)  # seeded: every process starts alike
+    learn.fit(cfg.epochs, cfg.lr, checkpoint=args.checkpoint)
+    if is_main():
+        steps = len(learn.recorder.batch_losses) // cfg.epochs
+        print(f"{len(fit_rows):,} training rows, {steps} steps an epoch in this process; "
+              f"validation MSE of log sales {learn.history['valid_loss'].iloc[-1]:.4f}")
 
 
 if __name__ == "__main__":

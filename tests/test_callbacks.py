@@ -59,7 +59,8 @@ def test_the_readme_callback_example_scales_only_the_training_loss():
     example = re.search(r"```python\n(class ScaleLoss.*?)```", readme, re.S).group(1)
     torch.manual_seed(0)
     model = TwoGroups(p=0.0)
-    train_dl, valid_dl = DataLoader(make_data(64), batch_size=16), DataLoader(make_data(32, seed=1), batch_size=16)
+    train_dl = DataLoader(make_data(64), batch_size=16)
+    valid_dl = DataLoader(make_data(32, seed=1), batch_size=16)
     namespace = {"Callback": Callback, "Learner": Learner, "F": F, "model": model, "train_dl": train_dl,
                  "valid_dl": valid_dl}
     exec(example, namespace)

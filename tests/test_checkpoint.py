@@ -86,5 +86,6 @@ def test_resume_with_a_callable_schedule_works_in_a_new_process(tmp_path):
 
 def test_a_schedule_is_named_by_what_it_computes_not_where_it_lives():
     assert schedule_name("one_cycle") == "one_cycle"
-    assert schedule_name(functools.partial(one_cycle, pct_start=0.3)) == "lessonlib.schedule.one_cycle(pct_start=0.3)"
+    partial = functools.partial(one_cycle, pct_start=0.3)
+    assert schedule_name(partial) == "lessonlib.schedule.one_cycle(pct_start=0.3)"
     assert "0x" not in schedule_name(lambda pct: (1.0, 0.9))

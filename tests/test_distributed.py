@@ -45,10 +45,21 @@ def worker(rank, port, out_dir):
     with contextlib.redirect_stdout(printed):
         learn.fit(2, 3e-2)
         learn.save(os.path.join(out_dir, "ckpt.pt"))
-    result = {"params": [p.detach() for p in learn.model.parameters()], "printed": printed.getvalue(),
+    result = {"params": [p.detach().clone() for p in learn.model.parameters()], "printed": printed.getvalue(),
               "history": learn.history.drop(columns="seconds").to_dict("list"), "rank": distributed.rank(),
               "steps": len(learn.recorder.batch_losses)}
     result["joined_after_fit"] = dist.is_initialized()
+    dls = learn.dls
+
+    class Boom(Callback):
+        def after_batch(self, learn):
+            raise RuntimeError("boom")
+
+    try:
+        learn.fit(1, 3e-2, show=False, callbacks=[Boom()])
+    except RuntimeError:
+        result["after_error"] = (learn.distributed.wrapped is None, learn.dls is dls, learn.training,
+                                 dist.is_initialized())
     torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
@@ -69,6 +80,8 @@ def test_two_processes_match_one_process_over_the_same_global_batches(tmp_path, 
             assert got["history"][col] == pytest.approx(single.history[col].tolist(), rel=1e-5)
     assert [r["rank"] for r in ranks] == [0, 1]
     assert not any(r["joined_after_fit"] for r in ranks)  # the Learner left the group it joined
+    # after an error too: the wrapper gone, the Learner's own loaders back, training off, the group left
+    assert all(r["after_error"] == (True, True, False, False) for r in ranks)
     assert len(ranks[0]["printed"].strip().splitlines()) == 3 and ranks[1]["printed"] == ""
     saved = torch.load(tmp_path / "ckpt.pt", weights_only=True)
     assert saved["epoch"] == 2 and not list(tmp_path.glob("*.tmp"))
@@ -95,7 +108,7 @@ def test_shard_batches_gives_every_rank_its_batches_and_equal_counts_in_training
     assert [len(distributed.ShardBatches(batches, r, 3, even=True)) for r in range(3)] == [2, 2, 2]
 
 
-# ---- the library's own loaders under DDP: the LM stream and the tabular TensorLoader ------------------------
+# ---- the library's own loaders under DDP: the LM stream and the tabular TensorLoader ---------------------
 class Batches(Callback):
     """Every training batch's rows as the loop saw them (inputs for the LM, targets for the tables)."""
 
@@ -128,7 +141,7 @@ def tabular_learner_at(bs):
     from lessonlib.tabular.model import TabularConfig, TabularModel
 
     g = torch.Generator().manual_seed(0)
-    cats = torch.stack([torch.randint(1, 9, (256,), generator=g), torch.randint(1, 5, (256,), generator=g)], 1)
+    cats = torch.stack([torch.randint(1, n, (256,), generator=g) for n in (9, 5)], 1)
     y = torch.arange(256, dtype=torch.float32) / 256 + cats[:, 0] / 8  # every row's target differs
     conts = torch.zeros(256, 0)
     torch.manual_seed(0)

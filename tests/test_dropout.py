@@ -200,6 +200,7 @@ def test_uncertainty_table_and_error_rate_by_bin():
 def test_mc_predict_leaves_the_global_rng_as_it_was():
     X, y, *_ = toy_data()
     torch.manual_seed(123)
+    model, dl = MLP(30, 16, p=0.5), rows_loader(X, y, batch_size=16)
     state = torch.get_rng_state()
-    mc_predict(MLP(30, 16, p=0.5), rows_loader(X, y, batch_size=16), n_samples=2, seed=0)
+    mc_predict(model, dl, n_samples=2, seed=0)
     assert torch.equal(state, torch.get_rng_state())  # its seed draws its own masks, not the caller's

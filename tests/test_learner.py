@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lessonlib.learner import Learner, accuracy
+from lessonlib.learner import Learner, accuracy, group_lrs
 
 matplotlib.use("Agg")
 
@@ -135,9 +135,9 @@ def test_discriminative_lrs_reach_the_optimizer():
     learn.callbacks = [Cb()]
     learn.fit(1, [1e-4, 1e-2], schedule="constant", show=False)
     assert seen[-1] == [pytest.approx(1e-4), pytest.approx(1e-2)]
-    assert learn.group_lrs(1e-2) == [1e-2, 1e-2]
+    assert group_lrs(1e-2, 2) == [1e-2, 1e-2]
     with pytest.raises(ValueError, match="2 layer groups"):
-        learn.group_lrs([1e-3, 1e-3, 1e-3])
+        group_lrs([1e-3, 1e-3, 1e-3], 2)
 
 
 def test_callbacks_see_training_flag_and_can_change_the_loss():
@@ -188,7 +188,7 @@ def test_get_preds_evaluates_another_module_the_same_way():
 
 def test_empty_loader_is_a_clear_error():
     learn = make_learner()
-    learn.train_dl = DataLoader(make_data(10), batch_size=32, drop_last=True)
+    learn.dls = (DataLoader(make_data(10), batch_size=32, drop_last=True), learn.valid_dl)
     with pytest.raises(ValueError, match="train_dl is empty"):
         learn.fit(1, 1e-2, show=False)
     with pytest.raises(ValueError, match="is empty"):
@@ -261,3 +261,61 @@ def test_tied_weights_sit_in_one_group_only():
     assert len(last["params"]) == 2 and all(p is not learn.model.emb.weight for p in last["params"])
     learn.fit(1, 1e-2, show=False)
     assert torch.equal(learn.model.dec.weight, learn.model.emb.weight)
+
+
+def test_a_callback_cancels_a_batch_an_epoch_or_the_fit_and_cleanup_always_runs():
+    from lessonlib.callbacks import CancelBatchException, CancelEpochException, CancelFitException
+
+    events = []
+
+    class Cancel:
+        def __init__(self, event, when, exc):
+            self.event, self.when, self.exc = event, when, exc
+            setattr(self, event, self.maybe_cancel)
+
+        def maybe_cancel(self, learn):
+            if (learn.epoch, learn.iter) == self.when:
+                raise self.exc
+
+        def after_epoch(self, learn):
+            events.append(("after_epoch", learn.epoch))
+
+        def cleanup_epoch(self, learn):
+            events.append(("cleanup_epoch", learn.epoch))
+
+        def cleanup_fit(self, learn):
+            events.append("cleanup_fit")
+
+    learn = make_learner(callbacks=[Cancel("after_loss", (0, 3), CancelBatchException)])
+    learn.fit(1, 1e-2, show=False)
+    assert len(learn.recorder.batch_losses) == 7  # batch 3 skipped its step and the Recorder
+    events.clear()
+    learn = make_learner(callbacks=[Cancel("after_batch", (0, 2), CancelEpochException)])
+    learn.fit(2, 1e-2, show=False)
+    assert events == [("cleanup_epoch", 0), ("after_epoch", 1), ("cleanup_epoch", 1), "cleanup_fit"]
+    assert learn.history["epoch"].tolist() == [1]  # epoch 0 never reached its end
+    events.clear()
+    learn = make_learner(callbacks=[Cancel("before_batch", (1, 0), CancelFitException)])
+    learn.fit(3, 1e-2, show=False)
+    assert events == [("after_epoch", 0), ("cleanup_epoch", 0), ("cleanup_epoch", 1), "cleanup_fit"]
+    assert learn.epoch == 1 and not learn.training
+
+
+def test_an_error_inside_fit_still_runs_cleanup_and_leaves_training_mode():
+    cleaned = []
+
+    class Boom:
+        def after_batch(self, learn):
+            if learn.iter == 2:
+                raise RuntimeError("boom")
+
+        def cleanup_fit(self, learn):
+            cleaned.append(learn.training)
+
+    learn = make_learner(callbacks=[Boom()])
+    dls = learn.dls
+    with pytest.raises(RuntimeError, match="boom"):
+        learn.fit(1, 1e-2, show=False)
+    assert cleaned == [True] and not learn.training and learn.dls is dls
+    names = [type(cb).__name__ for cb in learn.callbacks]
+    assert names == ["Recorder", "Boom", "NanCheck"]  # the fit's Scheduler is gone

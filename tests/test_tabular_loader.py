@@ -21,3 +21,21 @@ def test_loader_covers_every_row_once_in_seeded_order():
     assert len(TensorLoader(cats, conts, y, batch_size=4, drop_last=True)) == 2
     with pytest.raises(ValueError, match="row counts"):
         TensorLoader(cats, conts, y[:5], batch_size=4)
+
+
+def test_shards_split_every_batch_in_training_and_every_row_once_in_validation():
+    n, bs, world = 70, 4, 3
+    cats, conts, y = torch.zeros(n, 1).long(), torch.zeros(n, 0), torch.arange(n).float()
+
+    def loader(batch_size):
+        gen = torch.Generator().manual_seed(0)
+        return TensorLoader(cats, conts, y, batch_size, shuffle=True, generator=gen)
+
+    whole = [b[1] for b in loader(bs * world)]  # one process at bs * world
+    parts = [[b[1] for b in loader(bs).shard(r, world)] for r in range(world)]  # world processes at bs
+    assert [len(p) for p in parts] == [n // (bs * world)] * world  # equal step counts: whole batches only
+    for k, rows in enumerate(whole[: n // (bs * world)]):
+        assert torch.equal(torch.cat([p[k] for p in parts]), rows)
+    valid = TensorLoader(cats, conts, y, bs)
+    rows = torch.cat([b[1] for r in range(world) for b in valid.shard(r, world, even=False)])
+    assert torch.equal(rows, y)

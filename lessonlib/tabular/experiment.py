@@ -95,7 +95,7 @@ def fit_sales_model(train: pd.DataFrame, valid: pd.DataFrame, proc: TabularProce
     learn.fit(cfg.epochs, cfg.lr, show=show)
     log_cap = None if cap_by is None else log_ceilings(train_dl.cats[:, cap_input], train_dl.y,
                                                        proc.cardinalities[cap_input])
-    model = Calibrated(net, 0.0, cap_input, log_cap).to(learn.device).eval()
+    model = Calibrated(net, 0.0, cap_input, log_cap).to(learn.device)  # get_preds sets eval mode
     if cfg.rmspe_scale:  # the training rows' tensors again, in order
         fit_rows = TensorLoader(train_dl.cats, train_dl.conts, train_dl.y, batch_size=8192)
         model.log_scale.fill_(rmspe_log_scale(*learn.get_preds(fit_rows, model=model)))

@@ -1,5 +1,6 @@
 """Mini-batches cut from in-memory tensors by index (no per-row Python, no pandas in the loop)."""
 
+import copy
 import math
 
 import numpy as np
@@ -9,7 +10,10 @@ import torch
 class TensorLoader:
     """Yields `((cats, conts), y)` batches from whole tensors, in order or in a seeded shuffled order.
 
-    Each epoch draws a fresh permutation from `generator` (seed it for reproducible runs)."""
+    Each epoch draws a fresh permutation from `generator` (seed it for reproducible runs). Under
+    torchrun the Learner asks each process for its part (`shard`): every process draws the same
+    permutation, cuts it into batches of `batch_size * world` rows and takes its own `batch_size` of
+    each, so batch k of two processes at `b` is batch k of one process at `2 * b`, split in two."""
 
     def __init__(self, cats: torch.Tensor, conts: torch.Tensor, y: torch.Tensor, batch_size: int,
                  shuffle: bool = False, generator: torch.Generator | None = None, drop_last: bool = False):
@@ -21,20 +25,36 @@ class TensorLoader:
         self.cats, self.conts, self.y = cats, conts, y
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.generator = generator
+        self.rank, self.world = 0, 1
+
+    def shard(self, rank: int, world: int, even: bool = True) -> "TensorLoader":
+        """This process's part, sharing this loader's tensors and generator. `even` (training): its
+        `batch_size` rows of every whole batch of `batch_size * world` rows, so every process takes the
+        same number of steps; otherwise (validation) a contiguous block of about 1/world of the rows,
+        so that every row is read by exactly one process."""
+        if not even:
+            n = len(self.y)
+            lo, hi = rank * n // world, (rank + 1) * n // world
+            return TensorLoader(self.cats[lo:hi], self.conts[lo:hi], self.y[lo:hi], self.batch_size,
+                                self.shuffle, self.generator, self.drop_last)
+        part = copy.copy(self)
+        part.rank, part.world, part.drop_last = rank, world, True
+        return part
 
     def __len__(self) -> int:
-        n = len(self.y)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        n, size = len(self.y), self.batch_size * self.world
+        return n // size if self.drop_last else math.ceil(n / size)
 
     def __iter__(self):
-        n, bs = len(self.y), self.batch_size
+        n, bs, size = len(self.y), self.batch_size, self.batch_size * self.world
         order = torch.randperm(n, generator=self.generator) if self.shuffle else None
         for b in range(len(self)):
+            start = b * size + self.rank * bs
             if order is None:
-                sl = slice(b * bs, min((b + 1) * bs, n))
+                sl = slice(start, min(start + bs, n))
                 yield (self.cats[sl], self.conts[sl]), self.y[sl]
             else:
-                idx = order[b * bs:(b + 1) * bs]
+                idx = order[start:start + bs]
                 yield (self.cats[idx], self.conts[idx]), self.y[idx]
 
 

@@ -30,21 +30,26 @@ def gradual_unfreezing(learn, lrs=(2e-2, 1e-2, 1e-3), epochs=(1, 1, 2), factor: 
                        show: bool = True) -> list:
     """ULMFiT fine-tuning through the Learner: train the head, then also the last encoder layer, then
     everything; each stage a one-cycle fit of `epochs[k]` epochs whose peak LR `lrs[k]` goes to the
-    head, each lower layer group getting `factor` times less. A stage with 0 epochs is skipped.
-    Returns [(stage name, its history)] for the stages run; afterwards `learn.history` holds every
-    stage's epochs in order (numbered on from one stage to the next, with a `stage` column)."""
+    head, each lower layer group getting `factor` times less. A stage with 0 epochs is skipped; every
+    layer is left trainable. Returns [(stage name, its history)] for the stages run; afterwards the
+    Recorder holds every stage in order: `learn.history` (epochs numbered on from one stage to the
+    next, with a `stage` column) and the batch losses behind `learn.plot_losses()`."""
     if len(lrs) != 3 or len(epochs) != 3:
         raise ValueError("give one learning rate and one epoch count per stage: head, last layer, all")
     n = len(learn.layer_groups())
-    histories, rows = [], []
+    histories, rows, losses, ends = [], [], [], []
     for name, freeze, lr, n_epochs in zip(STAGES, (-1, -2, 0), lrs, epochs, strict=True):
         if n_epochs == 0:
             continue
         learn.freeze_to(freeze)
         learn.fit(n_epochs, discriminative_lrs(lr, n, factor), show=show)
+        rec = learn.recorder
         histories.append((name, learn.history.copy()))
-        rows += [{**row, "epoch": len(rows) + i, "stage": name} for i, row in enumerate(learn.recorder.rows)]
-    learn.recorder.rows = rows
+        rows += [{**row, "epoch": len(rows) + i, "stage": name} for i, row in enumerate(rec.rows)]
+        ends += [len(losses) + end for end in rec.epoch_ends]
+        losses += rec.batch_losses
+    learn.freeze_to(0)
+    learn.recorder.rows, learn.recorder.batch_losses, learn.recorder.epoch_ends = rows, losses, ends
     return histories
 
 

@@ -125,12 +125,11 @@ class LMData:
     train_ids: list
     valid_ids: list
 
-    def loaders(self, cfg: LMConfig, seed: int = 0, rank: int = 0, world_size: int = 1):
+    def loaders(self, cfg: LMConfig, seed: int = 0):
         """(train loader: shuffled each epoch, jittered lengths; valid loader: in order, fixed bptt), at
-        `cfg`'s batch size, bptt and jitter."""
-        train = LMLoader(self.train_ids, cfg.bs, cfg.bptt, shuffle=True, jitter=cfg.jitter, seed=seed,
-                         rank=rank, world_size=world_size)
-        valid = LMLoader(self.valid_ids, cfg.bs, cfg.bptt, rank=rank, world_size=world_size)
+        `cfg`'s batch size (per process under torchrun, where the Learner shards them), bptt and jitter."""
+        train = LMLoader(self.train_ids, cfg.bs, cfg.bptt, shuffle=True, jitter=cfg.jitter, seed=seed)
+        valid = LMLoader(self.valid_ids, cfg.bs, cfg.bptt)
         return train, valid
 
     def token_counts(self) -> np.ndarray:
@@ -196,8 +195,7 @@ def lm_learner(data: LMData, kind: str, cfg: LMConfig, seed: int = 42, amp=None,
     `amp`: None = `training_amp` (the native low precision, unless $LESSONLIB_PRECISION forces one).
     What `train_lm` trains, and what to run the LR finder on."""
     seed_everything(seed)
-    rank, world = (ddp.rank(), ddp.world_size()) if ddp.launched_by_torchrun() else (0, 1)
-    train_dl, valid_dl = data.loaders(cfg, seed, rank, world)
+    train_dl, valid_dl = data.loaders(cfg, seed)
     model = build_lm(kind, len(data.vocab), cfg)
     if init_bias:
         model.init_bias(data.token_counts())
@@ -248,7 +246,7 @@ def main(argv=None) -> None:
     vectors = word_vectors(data, cfg, args.seed) if cfg.w2v_epochs else None
     learn = lm_learner(data, "awd", cfg, seed=args.seed, amp=amp, vectors=vectors)
     learn.fit(args.epochs or cfg.epochs, cfg.lr)
-    if not ddp.launched_by_torchrun() or ddp.is_main():
+    if ddp.is_main():
         print("saved", save_encoder(lm_path(args.size), learn.model.encoder, data.vocab, learn.model.decoder))
 
 

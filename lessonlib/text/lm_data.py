@@ -6,9 +6,10 @@ are the same columns shifted by one. So batch k+1 continues batch k in every row
 carry its hidden state from one batch to the next. Chunk boundaries are jittered around multiples of
 `bptt` (the number of batches stays fixed, so `len()` is exact).
 
-Under `torchrun`, give `rank` and `world_size`: the stream is cut into `bs * world_size` rows and each
-process reads its own `bs` of them (same seed everywhere, so the same shuffle). Not being a torch
-DataLoader, it is used as given under DDP (`lessonlib.distributed.shard_train`).
+Under `torchrun` the Learner asks each process for its part (`shard`): the stream is cut into
+`bs * world_size` rows and each process reads its own `bs` of them, all drawing from one random
+generator state, so they shuffle alike. Batch k of two processes at `bs` is then batch k of one
+process at `2 * bs`, split by rows.
 """
 
 import numpy as np
@@ -41,6 +42,14 @@ class LMLoader:
 
     def __len__(self) -> int:
         return self.n_batches
+
+    def shard(self, rank: int, world_size: int, even: bool = True) -> "LMLoader":
+        """This process's `bs` rows of a stream cut into `bs * world_size` rows (every process gets the
+        same number of batches, so `even` needs nothing more), drawing from this loader's generator."""
+        part = LMLoader(self.docs, self.bs, self.bptt, self.shuffle, self.jitter, rank=rank,
+                        world_size=world_size)
+        part.rng = self.rng  # the same generator: what a checkpoint saves and restores
+        return part
 
     def stream(self, order) -> np.ndarray:
         """This process's rows for one epoch: shape (bs, row_len + 1); row r continues where row r-1 stops."""

@@ -36,6 +36,12 @@ def clean_text(text: str) -> str:
     """The rules applied before spaCy (see the module docstring)."""
     if not isinstance(text, str):
         raise TypeError(f"expected a review as str, got {type(text).__name__}; decode bytes first")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"the text is not valid Unicode: {text[e.start]!r} at position {e.start} (a lone "
+                         "surrogate, as a bad decode leaves it); decode the bytes with errors='replace', or "
+                         "drop that character") from None
     text = _BR.sub("\n", text)
     text = _CONTROL.sub(" ", text)
     text = _CHAR_REP.sub(_char_rep, text)
