@@ -11,7 +11,7 @@ Measured on one H200 (benchmarks/imdb_gpu_check.py, bf16): the classifier trains
 with every layer unfrozen, ~29 s per epoch of the 25,000 train reviews, plus ~9 s per test pass; the
 full LM trains at ~211k tokens/s at bs 64, ~98 s per epoch.
 
-It loads the LM encoder saved by notebook 04 (`lessonlib.text.lm.imdb_language_model`, which trains it
+It loads the LM encoder saved by notebook 04 (`lessonlib.text.lm.trained_lm_path`, which trains it
 with the full preset if the file is missing: hours on one GPU). It prints the FLOPs per token of the
 encoder, the expected time per epoch from them (an ESTIMATE, at an assumed achieved rate), and then
 the measured figures: tokens/s, seconds per epoch, test accuracy after each unfreezing stage.
@@ -26,11 +26,11 @@ os.environ.setdefault("LESSONLIB_PROGRESS", "0")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from lessonlib import distributed as ddp  # noqa: E402
-from lessonlib.callbacks import Callback  # noqa: E402
+from lessonlib.engine import distributed as ddp  # noqa: E402
+from lessonlib.engine.callbacks import Callback  # noqa: E402
 from lessonlib.text.classifier_data import ClassificationDataset, imdb_classifier_data  # noqa: E402
 from lessonlib.text.fine_tune import FineTuneConfig, classifier_learner, gradual_unfreezing  # noqa: E402
-from lessonlib.text.lm import imdb_language_model  # noqa: E402
+from lessonlib.text.lm import trained_lm_path  # noqa: E402
 
 
 def encoder_flops_per_token(cfg: dict) -> float:
@@ -106,7 +106,7 @@ def main():
     args = p.parse_args()
     main_proc = ddp.is_main() and int(os.environ.get("RANK", "0")) == 0
 
-    lm_file = args.lm_file or imdb_language_model(args.size, show=main_proc)
+    lm_file = args.lm_file or trained_lm_path(args.size, show=main_proc)
     cfg = torch.load(lm_file, map_location="cpu", weights_only=True)["config"]
     from lessonlib.text.saved import load_encoder
 

@@ -23,7 +23,7 @@ from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from lessonlib.core import seed_everything  # noqa: E402
-from lessonlib.learner import Learner  # noqa: E402
+from lessonlib.engine.learner import Learner  # noqa: E402
 
 
 def mlp(width):

@@ -20,7 +20,7 @@ import torch  # noqa: E402
 from lessonlib.parallel import run_parallel  # noqa: E402
 from lessonlib.text.classifier_data import imdb_classifier_data  # noqa: E402
 from lessonlib.text.fine_tune import FineTuneConfig, classifier_run  # noqa: E402
-from lessonlib.text.lm import imdb_language_model  # noqa: E402
+from lessonlib.text.lm import trained_lm_path  # noqa: E402
 from lessonlib.text.saved import load_encoder  # noqa: E402
 
 
@@ -30,7 +30,7 @@ def main() -> None:
     p.add_argument("--labels", type=int, default=300)
     p.add_argument("--epochs", type=int, default=3)
     args = p.parse_args()
-    lm_file = imdb_language_model("sample")
+    lm_file = trained_lm_path("sample")
     _, vocab = load_encoder(lm_file)
     data = imdb_classifier_data(vocab, "sample", max_tokens=300, n_valid=200, seed=42)
     jobs = [dict(lm_file=lm_file, data=data.subset(args.labels, seed=i), pretrained=i % 2 == 0, seed=i,

@@ -21,8 +21,8 @@ from gemm import gemm_peak
 from step_profile import step_profile
 from torch import nn
 
-from lessonlib import onednn_linear
 from lessonlib.data import rossmann
+from lessonlib.layers import onednn_linear
 from lessonlib.tabular import features
 from lessonlib.tabular.experiment import SalesConfig, fit_sales_model, lesson_style_rmspe, sales_learner
 from lessonlib.tabular.model import TabularConfig, exp_rmspe
@@ -113,7 +113,7 @@ def train_step(learn, batch) -> None:
 
 
 def compare_backward(learn, batches, dtype, rounds: int = 5) -> None:
-    """The backward products by MKL and by oneDNN (`lessonlib.onednn_linear.USE_ONEDNN`), alternating on
+    """The backward products by MKL and by oneDNN (`onednn_linear.USE_ONEDNN`), alternating on
     the same batches within each round, so the machine's drift hits both alike; share of the GEMM peak
     measured at the start of each round."""
     flops = matmul_flops(learn.model, batches[0][-1].shape[0])
@@ -170,7 +170,7 @@ def main():
                         help="feature timing and 3 short throughput rounds, no full training")
     parser.add_argument("--compare-backward", action="store_true",
                         help="with --probe-only: time training steps with the backward products by MKL and "
-                             "by oneDNN, alternating (lessonlib/onednn_linear.py)")
+                             "by oneDNN, alternating (lessonlib/layers/onednn_linear.py)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--seeds", type=int, default=10,
                         help="train this many seeds per split and score their ensemble (mean log prediction)")

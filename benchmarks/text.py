@@ -91,7 +91,7 @@ def lm_step(model, loss_fn, opt, amp, cfg, x, y) -> None:
 
 def bench_lm(args) -> None:
     from lessonlib.core import seed_everything
-    from lessonlib.numerics import native_amp
+    from lessonlib.engine.numerics import native_amp
     from lessonlib.text.awd_lstm import lm_loss
     from lessonlib.text.lm import LM_PRESETS, LMConfig, build_lm, lm_data
 

@@ -20,10 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from lessonlib.bow import rows_loader
-from lessonlib.callbacks import Callback
 from lessonlib.core import eval_outputs, progress, seed_everything
-from lessonlib.dropout_mask import check_p, dropout_mask
-from lessonlib.learner import Learner, accuracy, adamw
+from lessonlib.engine.callbacks import Callback
+from lessonlib.engine.learner import Learner, accuracy, adamw
+from lessonlib.layers.dropout_mask import check_p, dropout_mask
 
 
 # ---- the mechanism ---------------------------------------------------------------------------------------
@@ -140,7 +140,7 @@ class DropoutRun:
     epochs: int
     lr: float
     batch_size: int | None = 250           # None: the whole training set as one batch
-    schedule: str = "constant"             # the LR schedule (see lessonlib.schedule)
+    schedule: str = "constant"             # the LR schedule (see lessonlib.engine.schedule)
     wd: float = 0.01                       # AdamW's decoupled weight decay
     loss_func: Callable = F.cross_entropy
     metrics: dict | None = None            # None: {"acc": accuracy}

@@ -16,7 +16,7 @@ from lessonlib.core import atomic_write, progress_enabled
 from lessonlib.dropout import dropout
 
 
-def interactive() -> bool:
+def widgets_live() -> bool:
     """Live widgets in a user's session; static output in batch runs."""
     return progress_enabled()
 
@@ -47,7 +47,7 @@ def _dropout_figure(p: float, activations: torch.Tensor, seed: int):
 def dropout_explorer(p: float = 0.5, shape: tuple[int, int] = (8, 16), seed: int = 0):
     """A slider for p beside an activation map before and after inverted dropout."""
     activations = torch.rand(shape, generator=torch.Generator().manual_seed(seed))
-    if not interactive():
+    if not widgets_live():
         _show(_dropout_figure(p, activations, seed))
         return None
     import ipywidgets as w
@@ -102,7 +102,7 @@ def embedding_explorer(embeddings: dict[str, tuple], default: str | None = None)
         weights, labels, *rest = embeddings[name]
         _show(_embedding_figure(name, weights, list(labels), list(rest[0]) if rest else None))
 
-    if not interactive():
+    if not widgets_live():
         draw(default)
         return None
     import ipywidgets as w
@@ -140,7 +140,7 @@ def load_embeddings(path) -> dict[str, tuple]:
 
 def text_box(fn: Callable[[str], str], example: str, description: str = "text", button: str = "Run"):
     """A text box and a button: shows `fn(text)` for what the user typed. Static: shows `fn(example)`."""
-    if not interactive():
+    if not widgets_live():
         print(f"{description}: {example}\n-> {fn(example)}")
         return None
     import ipywidgets as w

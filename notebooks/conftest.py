@@ -1,7 +1,7 @@
 """nbval in two modes, chosen per notebook by the machine it runs on.
 
 Each committed notebook records the numerics identity of the machine that wrote its outputs
-(`metadata.lessonlib.numerics`, written by `make refresh-outputs`; see `lessonlib.numerics`).
+(`metadata.lessonlib.engine.numerics`, written by `make refresh-outputs`; see `lessonlib.engine.numerics`).
 
 - **exact**: this machine's identity is the recorded one, so every output is compared, as nbval does.
 - **findings**: it differs (another CPU family, precision, thread count or torch), so the cells tagged
@@ -14,7 +14,7 @@ The mode of each notebook, and why, is printed after collection.
 
 import pytest
 
-from lessonlib.numerics import identity_differences, numerics_identity
+from lessonlib.engine.numerics import identity_differences, numerics_identity
 
 TAG = "numerics-dependent"
 MODE_LINES = pytest.StashKey[list]()

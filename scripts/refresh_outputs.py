@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from lessonlib.numerics import numerics_identity
+from lessonlib.engine.numerics import numerics_identity
 from lessonlib.plots import UNLABELLED_MARKER
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -28,7 +28,7 @@ from pathlib import Path
 import papermill
 
 from lessonlib.data import CACHE_ENV
-from lessonlib.numerics import PRECISION_ENV, cpu_info, native_amp, numerics_identity
+from lessonlib.engine.numerics import PRECISION_ENV, cpu_info, native_amp, numerics_identity
 
 ROOT = Path(__file__).resolve().parent.parent
 PRECISION_NOTEBOOKS = ("04_", "05_")  # the notebooks whose training precision follows the CPU

@@ -14,7 +14,7 @@ DDP-specific. The data come from the cache (or LESSONLIB_DATA_MIRROR), as in not
 import argparse
 
 from lessonlib.data import rossmann
-from lessonlib.distributed import is_main
+from lessonlib.engine.distributed import is_main
 from lessonlib.tabular import features
 from lessonlib.tabular.experiment import SalesConfig, sales_learner
 from lessonlib.tabular.preprocess import TabularProcessor

@@ -8,8 +8,8 @@ from test_learner import TwoGroups, make_data, make_learner
 from torch import nn
 from torch.utils.data import DataLoader
 
-from lessonlib.callbacks import Callback, GradientClip, GradNorm
-from lessonlib.learner import Learner
+from lessonlib.engine.callbacks import Callback, GradientClip, GradNorm
+from lessonlib.engine.learner import Learner
 
 
 def test_clipping_bounds_the_global_grad_norm():

@@ -4,8 +4,8 @@ import pytest
 import torch
 from test_learner import make_learner, params
 
-from lessonlib.learner import Learner
-from lessonlib.schedule import one_cycle, schedule_name
+from lessonlib.engine.learner import Learner
+from lessonlib.engine.schedule import one_cycle, schedule_name
 
 
 class Crash(Exception):
@@ -87,5 +87,5 @@ def test_resume_with_a_callable_schedule_works_in_a_new_process(tmp_path):
 def test_a_schedule_is_named_by_what_it_computes_not_where_it_lives():
     assert schedule_name("one_cycle") == "one_cycle"
     partial = functools.partial(one_cycle, pct_start=0.3)
-    assert schedule_name(partial) == "lessonlib.schedule.one_cycle(pct_start=0.3)"
+    assert schedule_name(partial) == "lessonlib.engine.schedule.one_cycle(pct_start=0.3)"
     assert "0x" not in schedule_name(lambda pct: (1.0, 0.9))

@@ -9,7 +9,7 @@ from test_checkpoint import crash_then_load
 from test_learner import TwoGroups, make_data, make_learner, params
 from torch.utils.data import DataLoader
 
-from lessonlib.learner import Learner, accuracy
+from lessonlib.engine.learner import Learner, accuracy
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 

@@ -16,9 +16,9 @@ from conftest import free_port
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lessonlib import distributed
-from lessonlib.callbacks import Callback, GradientClip
-from lessonlib.learner import Learner, accuracy
+from lessonlib.engine import distributed
+from lessonlib.engine.callbacks import Callback, GradientClip
+from lessonlib.engine.learner import Learner, accuracy
 
 PER_RANK_BS, WORLD = 8, 2
 

@@ -1,6 +1,6 @@
 import torch
 
-from lessonlib.dropout_mask import dropout_mask, inverted_mask
+from lessonlib.layers.dropout_mask import dropout_mask, inverted_mask
 
 
 def test_mask_is_reproducible_from_a_generator():

@@ -5,8 +5,8 @@ import torch.nn.functional as F
 from test_classifier import saved_lm_encoder
 from test_classifier_data import toy_data
 
-from lessonlib.callbacks import GradientClip
-from lessonlib.learner import Learner, accuracy
+from lessonlib.engine.callbacks import GradientClip
+from lessonlib.engine.learner import Learner, accuracy
 from lessonlib.text.classifier import (
     ClassifierConfig,
     classifier_from_lm,

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lessonlib.learner import Learner, accuracy, group_lrs
+from lessonlib.engine.learner import Learner, accuracy, group_lrs
 
 matplotlib.use("Agg")
 
@@ -264,7 +264,7 @@ def test_tied_weights_sit_in_one_group_only():
 
 
 def test_a_callback_cancels_a_batch_an_epoch_or_the_fit_and_cleanup_always_runs():
-    from lessonlib.callbacks import CancelBatchException, CancelEpochException, CancelFitException
+    from lessonlib.engine.callbacks import CancelBatchException, CancelEpochException, CancelFitException
 
     events = []
 

@@ -3,8 +3,8 @@ import torch
 import torch.nn.functional as F
 from test_learner import TwoGroups, loaders, make_learner, params
 
-from lessonlib.callbacks import Callback, GradientClip
-from lessonlib.learner import Learner
+from lessonlib.engine.callbacks import Callback, GradientClip
+from lessonlib.engine.learner import Learner
 
 
 def test_lr_find_leaves_model_optimizer_and_rng_unchanged():

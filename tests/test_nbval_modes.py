@@ -6,7 +6,7 @@ from pathlib import Path
 
 import nbformat
 
-from lessonlib.numerics import identity_differences, numerics_identity
+from lessonlib.engine.numerics import identity_differences, numerics_identity
 
 ROOT = Path(__file__).resolve().parent.parent
 TAG = "numerics-dependent"

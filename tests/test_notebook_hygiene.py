@@ -9,7 +9,7 @@ import papermill
 import pytest
 from nbval.plugin import get_sanitize_patterns
 
-from lessonlib.numerics import numerics_identity
+from lessonlib.engine.numerics import numerics_identity
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

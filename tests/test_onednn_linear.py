@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from lessonlib import onednn_linear
-from lessonlib.onednn_linear import OneDNNLinear, onednn_applies
+from lessonlib.layers import onednn_linear
+from lessonlib.layers.onednn_linear import OneDNNLinear, onednn_applies
 
 needs_onednn = pytest.mark.skipif(onednn_linear._OP is None or not torch.backends.mkldnn.is_available(),
                                   reason="this torch has no oneDNN linear op")

@@ -1,7 +1,7 @@
 import pytest
 from test_learner import make_learner
 
-from lessonlib.schedule import constant, get_schedule, one_cycle
+from lessonlib.engine.schedule import constant, get_schedule, one_cycle
 
 
 class ScheduleLog:

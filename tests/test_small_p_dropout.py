@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lessonlib.small_p_dropout import SmallPDropout, bernoulli_positions
+from lessonlib.layers.small_p_dropout import SmallPDropout, bernoulli_positions
 
 
 def test_bernoulli_positions_are_independent_coin_flips():

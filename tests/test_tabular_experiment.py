@@ -9,7 +9,7 @@ import pytest
 import torch
 from test_tabular_features import write_tables
 
-from lessonlib.callbacks import GradientClip
+from lessonlib.engine.callbacks import GradientClip
 from lessonlib.tabular import features
 from lessonlib.tabular.experiment import SalesConfig, fit_sales_model, lesson_style_rmspe
 from lessonlib.tabular.loader import frame_loader

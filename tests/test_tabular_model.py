@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from lessonlib.onednn_linear import OneDNNLinear
-from lessonlib.small_p_dropout import SmallPDropout
+from lessonlib.layers.onednn_linear import OneDNNLinear
+from lessonlib.layers.small_p_dropout import SmallPDropout
 from lessonlib.tabular.model import (
-    Calibrated,
+    ScaledCapped,
     TabularConfig,
     TabularModel,
     batch_exp_rmspe,
@@ -175,9 +175,9 @@ def test_calibrated_shifts_the_output_and_saves_the_shift():
     net = TabularModel([5, 3], 2, TabularConfig(layers=(8,), ps=(0.0,)), y_range=(0.0, 12.0),
                        y_init=8.5).eval()
     x = batch()
-    model = Calibrated(net, log_scale=-0.25).eval()
+    model = ScaledCapped(net, log_scale=-0.25).eval()
     torch.testing.assert_close(model(x), net(x) - 0.25)
-    again = Calibrated(net)
+    again = ScaledCapped(net)
     again.load_state_dict(model.state_dict())
     assert again.log_scale.item() == -0.25
 
@@ -198,8 +198,8 @@ def test_calibrated_caps_outputs_by_the_row_code():
                        y_range=(0.0, 20.0)).eval()
     cats = torch.tensor([[1, 1], [1, 2], [2, 3], [0, 0]])
     x = (cats, torch.zeros(4, 1))
-    model = Calibrated(net, cap_input=1, log_cap=[0.5, 100.0, 1.0, 100.0])
+    model = ScaledCapped(net, cap_input=1, log_cap=[0.5, 100.0, 1.0, 100.0])
     torch.testing.assert_close(model(x), torch.minimum(net(x), torch.tensor([100.0, 1.0, 100.0, 0.5])))
-    assert "log_cap" in model.state_dict() and Calibrated(net).log_cap is None
+    assert "log_cap" in model.state_dict() and ScaledCapped(net).log_cap is None
     with pytest.raises(ValueError, match="both cap_input and log_cap"):
-        Calibrated(net, cap_input=1)
+        ScaledCapped(net, cap_input=1)

@@ -29,9 +29,9 @@ def test_imdb_language_model_loads_an_existing_file_without_training(tmp_path, m
     vocab = Vocab(SPECIAL_TOKENS + ["a", "b"])
     save_encoder(path, AWDLSTM(AWDConfig(len(vocab), 4, 6, 1)), vocab)
     monkeypatch.setattr(lm, "lm_data", lambda *a, **k: pytest.fail("must not train when the file exists"))
-    assert lm.imdb_language_model("sample") == path
+    assert lm.trained_lm_path("sample") == path
     with pytest.raises(ValueError, match="unknown size"):
-        lm.imdb_language_model("huge")
+        lm.trained_lm_path("huge")
 
 
 def test_imdb_language_model_names_a_broken_file_instead_of_training_over_it(tmp_path, monkeypatch):
@@ -41,7 +41,7 @@ def test_imdb_language_model_names_a_broken_file_instead_of_training_over_it(tmp
     path.write_bytes(b"x")
     monkeypatch.setattr(lm, "lm_data", lambda *a, **k: pytest.fail("must not train over a broken file"))
     with pytest.raises(SavedModelError, match=f"{path.name} is not a readable saved LM encoder.*04"):
-        lm.imdb_language_model("sample")
+        lm.trained_lm_path("sample")
 
 
 def test_lm_texts_hold_out_valid_and_never_read_test(monkeypatch):

@@ -3,15 +3,15 @@ import math
 import numpy as np
 import torch
 
-from lessonlib.callbacks import GradientClip
-from lessonlib.learner import Learner
+from lessonlib.engine.callbacks import GradientClip
+from lessonlib.engine.learner import Learner
 from lessonlib.text.awd_lstm import (
     AWDConfig,
     awd_lstm_lm,
     lm_loss,
 )
 from lessonlib.text.lm_callbacks import ResetState, RNNRegularizer
-from lessonlib.text.lm_data import LMLoader
+from lessonlib.text.lm_loader import LMLoader
 
 V = 30
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from lessonlib.text.lm_data import LMLoader
+from lessonlib.text.lm_loader import LMLoader
 
 
 def make_docs(seed=0, n=30):

@@ -9,13 +9,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from lessonlib.callbacks import GradientClip
 from lessonlib.core import seed_everything
-from lessonlib.learner import Learner, adamw
+from lessonlib.engine.callbacks import GradientClip
+from lessonlib.engine.learner import Learner, adamw
 from lessonlib.tabular.loader import TensorLoader, frame_loader
 from lessonlib.tabular.model import (
     LESSON_VALID_BS,
-    Calibrated,
+    ScaledCapped,
     TabularConfig,
     TabularModel,
     batch_exp_rmspe,
@@ -45,7 +45,7 @@ class SalesConfig(TabularConfig):
 @dataclass
 class Run:
     learn: Learner        # learn.model: the trained network
-    model: Calibrated     # the network with its output factor and cap: what predicts
+    model: ScaledCapped     # the network with its output factor and cap: what predicts
     proc: TabularProcessor
     rmspe: float          # exp-RMSPE on the validation rows
     seconds: float        # wall time of learn.fit
@@ -95,7 +95,7 @@ def fit_sales_model(train: pd.DataFrame, valid: pd.DataFrame, proc: TabularProce
     learn.fit(cfg.epochs, cfg.lr, show=show)
     log_cap = None if cap_by is None else log_ceilings(train_dl.cats[:, cap_input], train_dl.y,
                                                        proc.cardinalities[cap_input])
-    model = Calibrated(net, 0.0, cap_input, log_cap).to(learn.device)  # get_preds sets eval mode
+    model = ScaledCapped(net, 0.0, cap_input, log_cap).to(learn.device)  # get_preds sets eval mode
     if cfg.rmspe_scale:  # the training rows' tensors again, in order
         fit_rows = TensorLoader(train_dl.cats, train_dl.conts, train_dl.y, batch_size=8192)
         model.log_scale.fill_(rmspe_log_scale(*learn.get_preds(fit_rows, model=model)))

@@ -7,8 +7,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from lessonlib.onednn_linear import OneDNNLinear
-from lessonlib.small_p_dropout import SmallPDropout
+from lessonlib.layers.onednn_linear import OneDNNLinear
+from lessonlib.layers.small_p_dropout import SmallPDropout
 
 
 def emb_size_lesson(n_codes: int) -> int:
@@ -139,7 +139,7 @@ class TabularModel(nn.Module):
         return torch.cat([emb.weight.index_select(0, cats[:, i]) for i, emb in enumerate(self.embeds)], dim=1)
 
 
-class Calibrated(nn.Module):
+class ScaledCapped(nn.Module):
     """A trained network's log-Sales outputs, adjusted after training (training never sees these):
 
     - shifted by `log_scale`, `rmspe_log_scale` of the training rows, which multiplies the predicted

@@ -2,7 +2,7 @@
 
     tokenize         spaCy + the lesson's rules, parallel, cached
     vocab            token <-> id, rare tokens to xxunk
-    lm_data          the concatenated stream cut into bs rows, read bptt tokens at a time
+    lm_loader        LMLoader: the concatenated stream cut into bs rows, read bptt tokens at a time
     awd_lstm         AWD-LSTM encoder, decoders and language model
     lm_callbacks     AR/TAR and the hidden-state reset
     vectors          word2vec trained on the LM's text, the embedding's starting point

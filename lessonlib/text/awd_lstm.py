@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lessonlib.dropout_mask import inverted_mask
+from lessonlib.layers.dropout_mask import inverted_mask
 
 
 class LockedDropout(nn.Module):

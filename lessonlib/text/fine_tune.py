@@ -8,10 +8,10 @@ from functools import partial
 
 import torch.nn.functional as F
 
-from lessonlib.callbacks import GradientClip
 from lessonlib.core import seed_everything
-from lessonlib.learner import Learner, accuracy, adamw
-from lessonlib.numerics import training_amp
+from lessonlib.engine.callbacks import GradientClip
+from lessonlib.engine.learner import Learner, accuracy, adamw
+from lessonlib.engine.numerics import training_amp
 from lessonlib.text.classifier import ClassifierConfig, classifier_from_lm
 from lessonlib.text.classifier_data import ClassifierData
 

@@ -9,7 +9,7 @@ two CPU cores read in minutes), the full preset all of them.
     data = lm_data("sample")                        # tokens, vocabulary, ids, loaders
     vectors = word_vectors(data, LM_PRESETS["sample"], seed=42)   # word2vec on the same text: the start
     learn = train_lm(data, "awd", LM_PRESETS["sample"], vectors=vectors)
-    path = imdb_language_model("sample")            # load-or-train: the saved LM + vocabulary
+    path = trained_lm_path("sample")            # load-or-train: the saved LM + vocabulary
 """
 
 import argparse
@@ -22,15 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from lessonlib import distributed as ddp
-from lessonlib.callbacks import GradientClip
 from lessonlib.core import seed_everything
 from lessonlib.data import imdb_reviews
-from lessonlib.learner import Learner, accuracy, adamw
-from lessonlib.numerics import training_amp
+from lessonlib.engine import distributed as ddp
+from lessonlib.engine.callbacks import GradientClip
+from lessonlib.engine.learner import Learner, accuracy, adamw
+from lessonlib.engine.numerics import training_amp
 from lessonlib.text.awd_lstm import AWDConfig, awd_lstm_lm, lm_loss, plain_lstm_lm
 from lessonlib.text.lm_callbacks import ResetState, RNNRegularizer
-from lessonlib.text.lm_data import LMLoader
+from lessonlib.text.lm_loader import LMLoader
 from lessonlib.text.saved import read_lm_file, save_encoder
 from lessonlib.text.tokenize import data_cache_dir, tokenize_texts
 from lessonlib.text.vectors import init_embedding, train_word2vec
@@ -214,7 +214,7 @@ def lm_learner(data: LMData, kind: str, cfg: LMConfig, seed: int = 42, amp=None,
                    amp=training_amp() if amp is None else amp)
 
 
-def imdb_language_model(size: str = "sample", retrain: bool = False, seed: int = 42,
+def trained_lm_path(size: str = "sample", retrain: bool = False, seed: int = 42,
                         show: bool = True) -> Path:
     """The saved LM + vocabulary for `size` (path for `load_encoder`); trains it with LM_PRESETS[size]
     (as notebook 04 does) if the file is missing or `retrain`."""

@@ -6,7 +6,7 @@ otherwise)."""
 import torch
 from torch import nn
 
-from lessonlib.callbacks import Callback
+from lessonlib.engine.callbacks import Callback
 
 
 def ar_tar_penalty(model: nn.Module, alpha: float, beta: float) -> torch.Tensor:

@@ -58,7 +58,7 @@ def save_encoder(path, encoder: AWDLSTM, vocab, decoder: nn.Module | None = None
     return path
 
 
-LM_REMEDY = ("run notebooks/04_imdb_language_model.ipynb (or lessonlib.text.lm.imdb_language_model()) "
+LM_REMEDY = ("run notebooks/04_imdb_language_model.ipynb (or lessonlib.text.lm.trained_lm_path()) "
              "to train and save it again")
 
 

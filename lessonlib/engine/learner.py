@@ -7,9 +7,9 @@
     learn.load("model.pt"); learn.fit(3, lr, start_epoch=learn.epoch)   # resume an interrupted fit
 
 The loop is `fit -> one_epoch -> one_batch -> step`, each level wrapped in its events (before_, after_,
-cleanup_; see lessonlib.callbacks.with_events); the rest are callbacks (history, schedule, NaN check,
-gradient clipping, distributed training, the LR finder) and lessonlib.checkpoint. Runs on cuda, mps or
-cpu, and unchanged under `torchrun` with DistributedDataParallel (see lessonlib.distributed).
+cleanup_; see lessonlib.engine.callbacks.with_events); the rest are callbacks (history, schedule, NaN check,
+gradient clipping, distributed training, the LR finder) and lessonlib.engine.checkpoint. Runs on cuda, mps or
+cpu, and unchanged under `torchrun` with DistributedDataParallel (see lessonlib.engine.distributed).
 """
 
 import math
@@ -19,13 +19,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from lessonlib import distributed as ddp
-from lessonlib.callbacks import Distributed, NanCheck, Recorder, Scheduler, with_events
-from lessonlib.checkpoint import load_checkpoint, save_checkpoint
 from lessonlib.core import default_device, eval_outputs, n_batches, progress, to_device
-from lessonlib.lr_finder import lr_find
-from lessonlib.numerics import amp_dtype, autocast
-from lessonlib.schedule import get_schedule, schedule_name
+from lessonlib.engine import distributed as ddp
+from lessonlib.engine.callbacks import Distributed, NanCheck, Recorder, Scheduler, with_events
+from lessonlib.engine.checkpoint import load_checkpoint, save_checkpoint
+from lessonlib.engine.lr_finder import lr_find
+from lessonlib.engine.numerics import amp_dtype, autocast
+from lessonlib.engine.schedule import get_schedule, schedule_name
 
 
 def accuracy(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -76,7 +76,7 @@ class Learner:
     Batches are `(x, y)`; the loss is `loss_func(model(x), y)`. `metrics` maps names to callables
     `(pred, target) -> scalar`, averaged over validation targets (weighted by `target.numel()`).
     `opt_func(param_groups, lr=...)` builds the optimizer (default `adamw`: weight decay 0.01); `amp`
-    see `lessonlib.numerics.amp_dtype`; `callbacks` see `lessonlib.callbacks.Callback` (gradient
+    see `lessonlib.engine.numerics.amp_dtype`; `callbacks` see `lessonlib.engine.callbacks.Callback` (gradient
     clipping is one: `GradientClip(max_norm)`). `model` is always the module you gave; under torchrun
     the loop calls it through DistributedDataParallel during a fit (the `Distributed` callback).
     """
@@ -273,11 +273,11 @@ class Learner:
 
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100, show: bool = True,
                 ax=None) -> float:
-        """See `lessonlib.lr_finder.lr_find`: a suggested LR, with the model left as it was."""
+        """See `lessonlib.engine.lr_finder.lr_find`: a suggested LR, with the model left as it was."""
         return lr_find(self, start_lr, end_lr, num_it, show, ax)
 
     def save(self, path):
-        """Everything an exact resume needs, written atomically (see `lessonlib.checkpoint`)."""
+        """Everything an exact resume needs, written atomically (see `lessonlib.engine.checkpoint`)."""
         return save_checkpoint(self, path)
 
     def load(self, path) -> "Learner":

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lessonlib import distributed as ddp
 from lessonlib.core import atomic_write
+from lessonlib.engine import distributed as ddp
 
 
 def rng_states() -> dict:

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from lessonlib import distributed as ddp
-from lessonlib.checkpoint import get_loader_rngs, set_loader_rngs
+from lessonlib.engine import distributed as ddp
+from lessonlib.engine.checkpoint import get_loader_rngs, set_loader_rngs
 from lessonlib.plots import new_axes
 
 
@@ -228,7 +228,7 @@ class NanCheck(Callback):
 
 class Distributed(Callback):
     """Under torchrun: for each fit, joins the process group (unless the script already has), gives
-    each process its shard of the training and validation data (`lessonlib.distributed.shard_train`,
+    each process its shard of the training and validation data (`lessonlib.engine.distributed.shard_train`,
     every process starting from rank 0's loader random state, so the shards split one shuffle), and
     trains through the model wrapped in DistributedDataParallel (`wrapped`: it averages gradients
     across processes); the Learner sums the validation metrics over processes. At `cleanup_fit`,

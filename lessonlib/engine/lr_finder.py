@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lessonlib import distributed as ddp
-from lessonlib.callbacks import (
+from lessonlib.core import n_batches
+from lessonlib.engine import distributed as ddp
+from lessonlib.engine.callbacks import (
     Callback,
     CancelEpochException,
     CancelFitException,
@@ -21,8 +22,7 @@ from lessonlib.callbacks import (
     set_hypers,
     smoothed,
 )
-from lessonlib.checkpoint import get_loader_rngs, rng_states, set_loader_rngs, set_rng_states
-from lessonlib.core import n_batches
+from lessonlib.engine.checkpoint import get_loader_rngs, rng_states, set_loader_rngs, set_rng_states
 from lessonlib.plots import new_axes
 
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lessonlib.numerics import cpu_info
+from lessonlib.engine.numerics import cpu_info
 
 _OP = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
 # where MKL's fp32 products take their AVX2 kernel though the CPU has AVX-512 (see the module docstring)
