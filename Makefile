@@ -1,6 +1,7 @@
 # Two commands (see README.md):
 #   make notebooks [PRESET=sample|full]   run every notebook top to bottom (copies in output/)
 #   make test                             unit tests, ruff, and nbval over every notebook
+#   make unit                             the unit tests alone: no nbval, no browser (a few minutes)
 #   make robustness                       every notebook with other seeds and precision (findings hold?)
 #   make lab                              JupyterLab on the notebooks, in the project's environment
 # Each creates .venv with the pinned versions from requirements.lock on first use.
@@ -10,7 +11,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PRESET ?= sample
 
-.PHONY: notebooks test lint robustness lab refresh-outputs clean-venv
+.PHONY: notebooks test unit lint robustness lab refresh-outputs clean-venv
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +44,10 @@ test: lint
 	LESSONLIB_PROGRESS=0 $(BIN)/python -m pytest notebooks tests \
 		--nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 1800 \
 		-q -rs --durations=15
+
+# The developers' loop: every test that needs neither nbval nor the browser (those are marked slow).
+unit: $(BIN)/.installed
+	LESSONLIB_PROGRESS=0 $(BIN)/python -m pytest tests -m "not slow" -q
 
 # Re-execute the committed notebooks in place (the nbval baseline), with progress bars off.
 refresh-outputs: $(BIN)/.installed

@@ -4,7 +4,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from test_learner import TwoGroups, make_data, make_learner
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -12,7 +11,7 @@ from lessonlib.engine.callbacks import Callback, GradientClip, GradNorm
 from lessonlib.engine.learner import Learner
 
 
-def test_clipping_bounds_the_global_grad_norm():
+def test_clipping_bounds_the_global_grad_norm(make_learner):
     norms = []
 
     class Spy(torch.optim.AdamW):
@@ -29,7 +28,7 @@ def test_clipping_bounds_the_global_grad_norm():
     assert max(norms) <= clip * (1 + 1e-5)
 
 
-def test_grad_norm_records_the_norm_before_clipping_every_step():
+def test_grad_norm_records_the_norm_before_clipping_every_step(make_learner):
     norms = GradNorm()
     learn = make_learner(callbacks=[GradientClip(1e-3), norms])  # the clip listed first, run last
     learn.fit(1, 1e-3, show=False)
@@ -44,21 +43,21 @@ def test_grad_norm_records_the_norm_before_clipping_every_step():
     make_learner(callbacks=[Check()]).fit(1, 1e-3, show=False)
 
 
-def test_nan_loss_stops_with_epoch_batch_and_advice():
+def test_nan_loss_stops_with_epoch_batch_and_advice(make_data, two_groups):
     ds = make_data(64)
     ds.tensors[0][40] = float("nan")  # batch 5 of 8 (batch size 8, no shuffle)
     torch.manual_seed(0)
-    learn = Learner(TwoGroups(), (DataLoader(ds, batch_size=8), None), F.cross_entropy)
+    learn = Learner(two_groups(), (DataLoader(ds, batch_size=8), None), F.cross_entropy)
     with pytest.raises(FloatingPointError, match=r"epoch 0, batch 5.*Lower the learning rate"):
         learn.fit(1, 1e-2, show=False)
     assert all(torch.isfinite(p).all() for p in learn.model.parameters())  # stopped before the step
 
 
-def test_the_readme_callback_example_scales_only_the_training_loss():
+def test_the_readme_callback_example_scales_only_the_training_loss(make_data, two_groups):
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     example = re.search(r"```python\n(class ScaleLoss.*?)```", readme, re.S).group(1)
     torch.manual_seed(0)
-    model = TwoGroups(p=0.0)
+    model = two_groups(p=0.0)
     train_dl = DataLoader(make_data(64), batch_size=16)
     valid_dl = DataLoader(make_data(32, seed=1), batch_size=16)
     namespace = {"Callback": Callback, "Learner": Learner, "F": F, "model": model, "train_dl": train_dl,

@@ -2,37 +2,12 @@ import functools
 
 import pytest
 import torch
-from test_learner import make_learner, params
 
-from lessonlib.engine.learner import Learner
 from lessonlib.engine.schedule import one_cycle, schedule_name
 
 
-class Crash(Exception):
-    pass
-
-
-class CrashInSecondEpoch:
-    def before_epoch(self, learn):
-        if learn.epoch == 1:
-            raise Crash
-
-
-def crash_then_load(ckpt, **kw) -> Learner:
-    """A 2-epoch fit that crashes in its second epoch after checkpointing, then a fresh Learner (other
-    RNG state, other initial weights, as in a new process) loaded from the checkpoint."""
-    crashed = make_learner(seed=0, callbacks=[CrashInSecondEpoch()], **kw)
-    with pytest.raises(Crash):
-        crashed.fit(2, 1e-2, show=False, checkpoint=ckpt)
-    assert ckpt.exists() and not list(ckpt.parent.glob("*.tmp"))
-    torch.manual_seed(123)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(123)
-    return make_learner(seed=7, **kw).load(ckpt)
-
-
 @pytest.mark.parametrize("kind", ["torch", "numpy"])
-def test_resume_is_exact(tmp_path, kind):
+def test_resume_is_exact(tmp_path, kind, make_learner, params, crash_then_load):
     straight = make_learner(seed=0, kind=kind)
     straight.fit(2, 1e-2, show=False)
     resumed = crash_then_load(tmp_path / "run" / "ckpt.pt", kind=kind)
@@ -44,7 +19,8 @@ def test_resume_is_exact(tmp_path, kind):
     assert resumed.history.drop(columns="seconds").equals(straight.history.drop(columns="seconds"))
 
 
-def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch, make_learner,
+                                                                    params):
     learn = make_learner()
     learn.fit(1, 1e-2, show=False)
     path = learn.save(tmp_path / "ckpt.pt")
@@ -64,7 +40,8 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, mo
     assert all(torch.equal(a, b) for a, b in zip(params(learn.model), params(fresh.model), strict=True))
 
 
-def test_resume_with_a_callable_schedule_works_in_a_new_process(tmp_path):
+def test_resume_with_a_callable_schedule_works_in_a_new_process(tmp_path, make_learner, params,
+                                                                crash_in_second_epoch):
     def schedule():  # a new function object (at a new address) each call, as in a new process
         def warm_longer(pct):
             return one_cycle(pct, pct_start=0.3)
@@ -73,8 +50,8 @@ def test_resume_with_a_callable_schedule_works_in_a_new_process(tmp_path):
     ckpt = tmp_path / "ckpt.pt"
     straight = make_learner(seed=0)
     straight.fit(2, 1e-2, schedule=schedule(), show=False)
-    crashed = make_learner(seed=0, callbacks=[CrashInSecondEpoch()])
-    with pytest.raises(Crash):
+    crashed = make_learner(seed=0, callbacks=[crash_in_second_epoch()])
+    with pytest.raises(crash_in_second_epoch.Crash):
         crashed.fit(2, 1e-2, schedule=schedule(), show=False, checkpoint=ckpt)
     resumed = make_learner(seed=7).load(ckpt)
     with pytest.raises(ValueError, match="same epochs, lr and schedule"):

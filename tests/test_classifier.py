@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-from test_classifier_data import random_reviews, small_vocab
 
 from lessonlib.text.awd_lstm import AWDLSTM, AWDConfig
 from lessonlib.text.classifier import (
@@ -18,7 +17,6 @@ from lessonlib.text.classifier_data import (
     ClassificationDataset,
     classification_loader,
 )
-from lessonlib.text.saved import save_encoder
 
 PAD = 1
 
@@ -129,14 +127,7 @@ def test_layer_groups_end_with_the_head():
     assert n_params == sum(p.numel() for p in model.parameters())
 
 
-def saved_lm_encoder(tmp_path, seed=0):
-    torch.manual_seed(seed)
-    vocab = small_vocab()
-    enc = AWDLSTM(AWDConfig(len(vocab), emb_size=8, n_hid=12, n_layers=2, pad_id=vocab.pad_id))
-    return save_encoder(tmp_path / "enc.pt", enc, vocab), enc
-
-
-def test_classifier_from_lm_copies_the_encoder_or_starts_fresh(tmp_path):
+def test_classifier_from_lm_copies_the_encoder_or_starts_fresh(tmp_path, saved_lm_encoder):
     path, enc = saved_lm_encoder(tmp_path)
     lm = classifier_from_lm(path, ClassifierConfig(drop_mult=0.5), pretrained=True)
     scratch = classifier_from_lm(path, ClassifierConfig(drop_mult=0.5), pretrained=False)
@@ -157,7 +148,7 @@ def test_classifier_from_lm_names_the_missing_file(tmp_path):
         classifier_from_lm(tmp_path / "nope.pt")
 
 
-def test_predict_gives_a_label_and_its_probability(tmp_path):
+def test_predict_gives_a_label_and_its_probability(tmp_path, saved_lm_encoder):
     model = classifier_from_lm(saved_lm_encoder(tmp_path)[0])
     label, prob = model.predict("The movie was great fun!")
     assert label in ("neg", "pos") and 0.5 <= prob <= 1
@@ -165,7 +156,7 @@ def test_predict_gives_a_label_and_its_probability(tmp_path):
 
 
 @pytest.mark.parametrize("text", ["", "   ", "zzyzx qwertyuiop flibbertigibbet", "ZZYZX!!!!"])
-def test_predict_refuses_text_without_a_known_word(tmp_path, text):
+def test_predict_refuses_text_without_a_known_word(tmp_path, text, saved_lm_encoder):
     model = classifier_from_lm(saved_lm_encoder(tmp_path)[0])
     with pytest.raises(ValueError, match="nothing to classify"):
         model.predict(text)
@@ -176,7 +167,7 @@ def test_predict_without_vocab_says_how_to_fix():
         TextClassifier(tiny_encoder(), d=8, pad_idx=PAD).predict("good")
 
 
-def test_pooled_features_match_the_model_input_in_dataset_order():
+def test_pooled_features_match_the_model_input_in_dataset_order(random_reviews):
     enc = tiny_encoder()
     ds = ClassificationDataset(random_reviews(5, high=30), [0, 1, 0, 1, 0])
     feats = pooled_features(enc, ds, PAD, bs=2, config=ClassifierConfig(bptt=7))
@@ -185,7 +176,7 @@ def test_pooled_features_match_the_model_input_in_dataset_order():
     assert np.allclose(feats[3], concat_pool(*one)[0].detach().numpy(), atol=1e-5)
 
 
-def test_saved_classifier_predicts_like_the_original(tmp_path):
+def test_saved_classifier_predicts_like_the_original(tmp_path, saved_lm_encoder):
     from lessonlib.text.classifier import classifier_path, load_classifier, save_classifier
 
     path, _ = saved_lm_encoder(tmp_path)
@@ -202,7 +193,7 @@ def test_saved_classifier_predicts_like_the_original(tmp_path):
         load_classifier(tmp_path / "missing.pt")
 
 
-def test_a_saved_classifier_keeps_its_config(tmp_path):
+def test_a_saved_classifier_keeps_its_config(tmp_path, saved_lm_encoder):
     from lessonlib.text.classifier import load_classifier, save_classifier
 
     path, _ = saved_lm_encoder(tmp_path)
@@ -211,7 +202,7 @@ def test_a_saved_classifier_keeps_its_config(tmp_path):
     assert again.config == config and (again.chunked.bptt, again.chunked.max_len) == (9, 50)
 
 
-def test_a_saved_classifier_moves_with_its_lm(tmp_path):
+def test_a_saved_classifier_moves_with_its_lm(tmp_path, saved_lm_encoder):
     import shutil
 
     from lessonlib.text.classifier import classifier_path, load_classifier, save_classifier
@@ -234,7 +225,7 @@ def test_a_broken_classifier_file_names_itself_and_notebook_05(tmp_path):
         load_classifier(broken)
 
 
-def test_predict_divides_by_the_temperature_for_the_text_length(tmp_path):
+def test_predict_divides_by_the_temperature_for_the_text_length(tmp_path, saved_lm_encoder):
     from lessonlib.calibration import LengthTemperatures
 
     model = classifier_from_lm(saved_lm_encoder(tmp_path)[0]).eval()
@@ -247,7 +238,7 @@ def test_predict_divides_by_the_temperature_for_the_text_length(tmp_path):
     assert long == pytest.approx(raw_long)  # 21 tokens: temperature 1
 
 
-def test_a_saved_classifier_keeps_its_temperatures(tmp_path):
+def test_a_saved_classifier_keeps_its_temperatures(tmp_path, saved_lm_encoder):
     from lessonlib.calibration import LengthTemperatures
     from lessonlib.text.classifier import classifier_path, load_classifier, save_classifier
 
@@ -260,7 +251,8 @@ def test_a_saved_classifier_keeps_its_temperatures(tmp_path):
     assert again.predict("great") == pytest.approx(model.predict("great"))
 
 
-def test_predict_logits_pairs_rows_with_their_reviews_under_a_shuffling_loader(tmp_path):
+def test_predict_logits_pairs_rows_with_their_reviews_under_a_shuffling_loader(tmp_path, random_reviews,
+                                                                               saved_lm_encoder):
     model = classifier_from_lm(saved_lm_encoder(tmp_path)[0]).eval()
     reviews = random_reviews(24, seed=5, high=40)
     data = ClassificationDataset([np.clip(r, 4, 14) for r in reviews], np.arange(24) % 2)
@@ -273,7 +265,7 @@ def test_predict_logits_pairs_rows_with_their_reviews_under_a_shuffling_loader(t
     assert torch.allclose(logits, alone, atol=1e-5)
 
 
-def test_predict_refuses_text_that_is_not_valid_unicode(tmp_path):
+def test_predict_refuses_text_that_is_not_valid_unicode(tmp_path, saved_lm_encoder):
     model = classifier_from_lm(saved_lm_encoder(tmp_path)[0])
     with pytest.raises(ValueError, match="not valid Unicode.*position 0"):
         model.predict("\ud800 broken")  # a lone surrogate, as a bad decode leaves it

@@ -5,36 +5,16 @@ import torch
 from lessonlib.text.classifier_data import (
     BucketSampler,
     ClassificationDataset,
-    ClassifierData,
     SortedSampler,
     classification_loader,
     imdb_classifier_data,
     pad_collate,
     padding_fraction,
 )
-from lessonlib.text.tokenize import SPECIAL_TOKENS
-from lessonlib.text.vocab import Vocab
 
 PAD = 1
 
 
-
-
-def small_vocab():
-    words = "the movie was great awful boring fun plot acting".split()
-    return Vocab(SPECIAL_TOKENS + words)
-
-
-def random_reviews(n, seed=0, low=2, high=200):
-    rng = np.random.default_rng(seed)
-    return [rng.integers(2, 30, size=rng.integers(low, high)) for _ in range(n)]
-
-
-def toy_data(n=16, seed=0, valid=True):
-    rng = np.random.default_rng(seed)
-    ds = ClassificationDataset([np.r_[2, rng.integers(7, 16, size=rng.integers(3, 9))] for _ in range(n)],
-                               np.arange(n) % 2)
-    return ClassifierData(small_vocab(), ds, ds, ds if valid else None)
 
 
 def test_bucket_sampler_yields_every_review_once_per_epoch_in_new_orders():
@@ -75,7 +55,7 @@ def test_pad_collate_pads_at_the_end():
     assert labels.tolist() == [1, 0]
 
 
-def test_loader_batches_cover_the_dataset_and_validation_is_deterministic():
+def test_loader_batches_cover_the_dataset_and_validation_is_deterministic(random_reviews):
     ds = ClassificationDataset(random_reviews(50), np.arange(50) % 2)
     train = classification_loader(ds, bs=8, pad_idx=PAD, train=True, seed=0)
     seen = []
@@ -112,7 +92,7 @@ def test_bucket_sampler_never_leaves_a_batch_of_one():
     assert sizes == [16, 17] and len(sampler) == 2
 
 
-def test_subset_takes_equal_classes_seeded_and_keeps_valid_and_test():
+def test_subset_takes_equal_classes_seeded_and_keeps_valid_and_test(toy_data):
     data = toy_data(16)
     data.train_texts = [f"t{i}" for i in range(16)]
     sub = data.subset(6, seed=1)
@@ -126,7 +106,7 @@ def test_subset_takes_equal_classes_seeded_and_keeps_valid_and_test():
         data.subset(18)
 
 
-def test_imdb_classifier_data_carves_validation_from_train(monkeypatch, tmp_path):
+def test_imdb_classifier_data_carves_validation_from_train(monkeypatch, tmp_path, small_vocab):
     import pandas as pd
 
     monkeypatch.setenv("LESSONLIB_DATA", str(tmp_path))

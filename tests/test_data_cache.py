@@ -4,7 +4,6 @@ downloads from a local HTTP server, verification, safe and atomic extraction, lo
 import functools
 import hashlib
 import http.server
-import io
 import json
 import multiprocessing
 import os
@@ -13,7 +12,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import free_port
 
 from lessonlib.data import cache as cache_module
 from lessonlib.data.cache import (
@@ -31,21 +29,6 @@ from lessonlib.data.cache import (
 FILES = {f"toy/{i}.txt": f"file {i}\n".encode() * (i + 1) for i in range(6)}
 
 
-def make_archive(path: Path, files: dict[str, bytes], links: dict[str, tuple[bytes, str]] = None) -> Path:
-    """A .tar.gz at `path` holding `files` (name -> bytes) and `links` (name -> (type, target))."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        for name, (kind, target) in (links or {}).items():
-            info = tarfile.TarInfo(name)
-            info.type, info.linkname = kind, target
-            tar.addfile(info)
-    return path
-
-
 def even_files(files):
     """The toy sample rule: files with an even number."""
     for name, read in files:
@@ -59,18 +42,14 @@ def toy(full=None) -> Dataset:
     return Dataset("toy", archives, make_sample=even_files, expected=("toy/0.txt",))
 
 
-def tree(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MARKER}
-
-
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def closed_port_url(name="toy.tar.gz") -> str:
+@pytest.fixture
+def closed_port_url(free_port) -> str:
     """A URL on 127.0.0.1 where nothing listens: a download there fails like having no network."""
-    return f"http://127.0.0.1:{free_port()}/{name}"
+    return f"http://127.0.0.1:{free_port()}/toy.tar.gz"
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -105,7 +84,7 @@ def server(tmp_path):
 
 # --- order of sources ---------------------------------------------------------------------------------
 
-def test_extracts_an_archive_from_the_mirror_and_marks_it_complete(dirs):
+def test_extracts_an_archive_from_the_mirror_and_marks_it_complete(dirs, make_archive, tree):
     cache, mirror = dirs
     archive = make_archive(mirror / "toy.tar.gz", FILES)
     folder = fetch(toy(), "full")
@@ -117,7 +96,8 @@ def test_extracts_an_archive_from_the_mirror_and_marks_it_complete(dirs):
     assert not list(cache.glob(".toy-full.*"))  # no temporary folder left behind
 
 
-def test_mirror_lists_several_folders_and_their_dataset_subfolders(dirs, tmp_path, monkeypatch):
+def test_mirror_lists_several_folders_and_their_dataset_subfolders(dirs, tmp_path, monkeypatch, make_archive,
+                                                                   tree):
     cache, _ = dirs
     second = tmp_path / "second"
     make_archive(second / "toy" / "toy.tar.gz", FILES)
@@ -125,23 +105,23 @@ def test_mirror_lists_several_folders_and_their_dataset_subfolders(dirs, tmp_pat
     assert tree(fetch(toy(), "full")) == FILES
 
 
-def test_archive_in_the_cache_comes_before_the_mirror(dirs):
+def test_archive_in_the_cache_comes_before_the_mirror(dirs, make_archive):
     cache, mirror = dirs
     make_archive(mirror / "toy.tar.gz", {"toy/0.txt": b"from the mirror"})
     make_archive(cache / "toy.tar.gz", {"toy/0.txt": b"from the cache"})
     assert (fetch(toy(), "full") / "toy/0.txt").read_bytes() == b"from the cache"
 
 
-def test_complete_extraction_is_used_without_archive_or_network(dirs):
+def test_complete_extraction_is_used_without_archive_or_network(dirs, make_archive, tree, closed_port_url):
     cache, mirror = dirs
     make_archive(mirror / "toy.tar.gz", FILES)
     first = fetch(toy(), "full")
     (mirror / "toy.tar.gz").unlink()
-    assert fetch(toy(full=Archive("toy.tar.gz", url=closed_port_url())), "full") == first
+    assert fetch(toy(full=Archive("toy.tar.gz", url=closed_port_url)), "full") == first
     assert tree(first) == FILES
 
 
-def test_unchanged_archive_keeps_the_extraction_and_a_changed_one_redoes_it(dirs):
+def test_unchanged_archive_keeps_the_extraction_and_a_changed_one_redoes_it(dirs, make_archive, tree):
     cache, mirror = dirs
     archive = make_archive(mirror / "toy.tar.gz", FILES)
     folder = fetch(toy(), "full")
@@ -153,9 +133,9 @@ def test_unchanged_archive_keeps_the_extraction_and_a_changed_one_redoes_it(dirs
     assert tree(fetch(toy(), "full")) == {"toy/0.txt": b"new data"}
 
 
-def test_no_network_and_no_mirror_names_the_url_the_cache_and_the_variables(dirs):
+def test_no_network_and_no_mirror_names_the_url_the_cache_and_the_variables(dirs, closed_port_url):
     cache, _ = dirs
-    url = closed_port_url()
+    url = closed_port_url
     with pytest.raises(DataUnavailableError) as error:
         fetch(toy(full=Archive("toy.tar.gz", url=url)), "full")
     for part in (url, str(cache), CACHE_ENV, MIRROR_ENV, "toy.tar.gz"):
@@ -169,7 +149,7 @@ def test_bad_size_is_refused(dirs):
 
 # --- downloads ------------------------------------------------------------------------------------------
 
-def test_download_goes_to_the_cache_after_checks(dirs, server):
+def test_download_goes_to_the_cache_after_checks(dirs, server, make_archive, tree):
     cache, _ = dirs
     www, base = server
     archive = make_archive(www / "toy.tar.gz", FILES)
@@ -180,7 +160,7 @@ def test_download_goes_to_the_cache_after_checks(dirs, server):
     assert not list(cache.glob("*.part"))
 
 
-def test_download_shows_a_progress_bar(dirs, server, monkeypatch, capsys):
+def test_download_shows_a_progress_bar(dirs, server, monkeypatch, capsys, make_archive):
     www, base = server
     make_archive(www / "toy.tar.gz", FILES)
     monkeypatch.setenv("LESSONLIB_PROGRESS", "1")
@@ -189,7 +169,7 @@ def test_download_shows_a_progress_bar(dirs, server, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("field", ["sha256", "md5"])
-def test_download_with_a_wrong_checksum_is_discarded(dirs, server, field):
+def test_download_with_a_wrong_checksum_is_discarded(dirs, server, field, make_archive):
     cache, _ = dirs
     www, base = server
     make_archive(www / "toy.tar.gz", FILES)
@@ -201,7 +181,7 @@ def test_download_with_a_wrong_checksum_is_discarded(dirs, server, field):
 
 
 @pytest.mark.parametrize("how", ["wrong known size", "connection dropped"])
-def test_incomplete_download_is_discarded(dirs, server, how):
+def test_incomplete_download_is_discarded(dirs, server, how, make_archive):
     cache, _ = dirs
     www, base = server
     archive = make_archive(www / "toy.tar.gz", FILES)
@@ -222,7 +202,7 @@ def test_missing_file_on_the_server_is_reported(dirs, server):
 
 # --- extraction: atomic, safe, corrupt archives ---------------------------------------------------------
 
-def test_folder_without_marker_from_an_interrupted_run_is_redone(dirs):
+def test_folder_without_marker_from_an_interrupted_run_is_redone(dirs, make_archive, tree):
     cache, mirror = dirs
     make_archive(mirror / "toy.tar.gz", FILES)
     half = cache / "toy-full" / "toy"
@@ -233,7 +213,7 @@ def test_folder_without_marker_from_an_interrupted_run_is_redone(dirs):
     assert not (cache / ".toy-full.abc.tmp").exists()
 
 
-def test_failed_extraction_leaves_no_folder_and_no_marker(dirs):
+def test_failed_extraction_leaves_no_folder_and_no_marker(dirs, make_archive):
     cache, mirror = dirs
     make_archive(mirror / "toy.tar.gz", {"toy/1.txt": b"but toy/0.txt is expected"})
     with pytest.raises(DataError, match="lacks toy/0.txt"):
@@ -249,7 +229,7 @@ def test_failed_extraction_leaves_no_folder_and_no_marker(dirs):
     {"links": {"toy/link": (tarfile.SYMTYPE, "/etc/passwd")}},
     {"links": {"toy/link": (tarfile.LNKTYPE, "../outside")}},
 ], ids=["absolute", "dotdot", "symlink-out", "symlink-absolute", "hardlink-out"])
-def test_unsafe_members_are_refused(dirs, tmp_path, bad):
+def test_unsafe_members_are_refused(dirs, tmp_path, bad, make_archive):
     cache, _ = dirs
     archive = make_archive(cache / "toy.tar.gz", {**FILES, **bad.get("files", {})}, bad.get("links"))
     with pytest.raises(CorruptArchiveError, match="outside|unsafe") as error:
@@ -259,7 +239,7 @@ def test_unsafe_members_are_refused(dirs, tmp_path, bad):
     assert not list(tmp_path.rglob("lessonlib-*.txt")) and not Path("/tmp/lessonlib-absolute.txt").exists()
 
 
-def test_python_without_the_tar_data_filter_is_told_to_upgrade(dirs, monkeypatch):
+def test_python_without_the_tar_data_filter_is_told_to_upgrade(dirs, monkeypatch, make_archive):
     _, mirror = dirs
     make_archive(mirror / "toy.tar.gz", FILES)
     monkeypatch.delattr(tarfile, "data_filter")
@@ -272,7 +252,7 @@ def truncate(path: Path) -> None:
     path.write_bytes(data[: len(data) // 2])
 
 
-def test_truncated_archive_in_the_cache_is_moved_aside_and_not_reused(dirs):
+def test_truncated_archive_in_the_cache_is_moved_aside_and_not_reused(dirs, make_archive):
     cache, _ = dirs
     archive = make_archive(cache / "toy.tar.gz", {f"toy/{i}.txt": os.urandom(5000) for i in range(20)})
     truncate(archive)
@@ -285,7 +265,7 @@ def test_truncated_archive_in_the_cache_is_moved_aside_and_not_reused(dirs):
 
 
 @pytest.mark.parametrize("damage", ["truncated", "not gzip", "flipped byte"])
-def test_damaged_archive_in_the_mirror_is_reported_and_left_alone(dirs, damage):
+def test_damaged_archive_in_the_mirror_is_reported_and_left_alone(dirs, damage, make_archive):
     _, mirror = dirs
     archive = make_archive(mirror / "toy.tar.gz", {f"toy/{i}.txt": os.urandom(5000) for i in range(20)})
     data = bytearray(archive.read_bytes())
@@ -302,7 +282,7 @@ def test_damaged_archive_in_the_mirror_is_reported_and_left_alone(dirs, damage):
     assert archive.read_bytes() == bytes(data)
 
 
-def test_known_checksum_mismatch_is_corruption(dirs):
+def test_known_checksum_mismatch_is_corruption(dirs, make_archive):
     cache, _ = dirs
     archive = make_archive(cache / "toy.tar.gz", FILES)
     with pytest.raises(CorruptArchiveError, match="sha256"):
@@ -315,14 +295,14 @@ def test_known_checksum_mismatch_is_corruption(dirs):
 EVEN = {name: data for name, data in FILES.items() if int(Path(name).stem) % 2 == 0}
 
 
-def test_sample_archive_is_used_when_present(dirs):
+def test_sample_archive_is_used_when_present(dirs, make_archive, tree):
     _, mirror = dirs
     make_archive(mirror / "toy_sample.tgz", {"toy/0.txt": b"the sample archive"})
     make_archive(mirror / "toy.tar.gz", FILES)
     assert tree(fetch(toy(), "sample")) == {"toy/0.txt": b"the sample archive"}
 
 
-def test_sample_is_derived_from_the_full_archive(dirs):
+def test_sample_is_derived_from_the_full_archive(dirs, make_archive, tree):
     cache, mirror = dirs
     make_archive(mirror / "toy.tar.gz", FILES)
     folder = fetch(toy(), "sample")
@@ -332,16 +312,16 @@ def test_sample_is_derived_from_the_full_archive(dirs):
 
 
 @pytest.mark.parametrize("first", ["toy_sample.tgz", "toy.tar.gz"])
-def test_complete_sample_is_used_when_its_sources_are_gone(dirs, first):
+def test_complete_sample_is_used_when_its_sources_are_gone(dirs, first, make_archive, tree, closed_port_url):
     _, mirror = dirs
     make_archive(mirror / first, FILES if first == "toy.tar.gz" else EVEN)
     folder = fetch(toy(), "sample")
     (mirror / first).unlink()
-    assert fetch(toy(full=Archive("toy.tar.gz", url=closed_port_url())), "sample") == folder
+    assert fetch(toy(full=Archive("toy.tar.gz", url=closed_port_url)), "sample") == folder
     assert tree(folder) == EVEN
 
 
-def test_sample_is_derived_from_the_full_extraction_when_no_archive_is_left(dirs):
+def test_sample_is_derived_from_the_full_extraction_when_no_archive_is_left(dirs, make_archive, tree):
     _, mirror = dirs
     make_archive(mirror / "toy.tar.gz", FILES)
     fetch(toy(), "full")
@@ -349,7 +329,7 @@ def test_sample_is_derived_from_the_full_extraction_when_no_archive_is_left(dirs
     assert tree(fetch(toy(), "sample")) == EVEN
 
 
-def test_derived_sample_is_redone_when_the_full_archive_changes(dirs):
+def test_derived_sample_is_redone_when_the_full_archive_changes(dirs, make_archive, tree):
     _, mirror = dirs
     make_archive(mirror / "toy.tar.gz", FILES)
     fetch(toy(), "sample")
@@ -358,7 +338,7 @@ def test_derived_sample_is_redone_when_the_full_archive_changes(dirs):
     assert tree(fetch(toy(), "sample"))["toy/2.txt"] == b"changed"
 
 
-def test_sample_archive_appearing_later_replaces_a_derived_sample(dirs):
+def test_sample_archive_appearing_later_replaces_a_derived_sample(dirs, make_archive, tree):
     _, mirror = dirs
     make_archive(mirror / "toy.tar.gz", FILES)
     fetch(toy(), "sample")
@@ -366,7 +346,7 @@ def test_sample_archive_appearing_later_replaces_a_derived_sample(dirs):
     assert tree(fetch(toy(), "sample")) == {"toy/0.txt": b"the sample archive"}
 
 
-def test_sample_downloads_the_full_archive_when_nothing_is_local(dirs, server):
+def test_sample_downloads_the_full_archive_when_nothing_is_local(dirs, server, make_archive, tree):
     cache, _ = dirs
     www, base = server
     make_archive(www / "toy.tar.gz", FILES)
@@ -376,7 +356,7 @@ def test_sample_downloads_the_full_archive_when_nothing_is_local(dirs, server):
 
 # --- two processes at once ----------------------------------------------------------------------------
 
-def _fetch_in_child(barrier, results, size):
+def _fetch_in_child(barrier, results, size, tree):
     barrier.wait()
     try:
         folder = fetch(toy(), size)
@@ -387,14 +367,14 @@ def _fetch_in_child(barrier, results, size):
 
 @pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
 @pytest.mark.parametrize("size", ["full", "sample"])
-def test_processes_filling_the_cache_at_once_do_not_corrupt_it(dirs, size):
+def test_processes_filling_the_cache_at_once_do_not_corrupt_it(dirs, size, make_archive, tree):
     cache, mirror = dirs
     files = {f"toy/{i}.txt": os.urandom(2000) for i in range(400)}
     make_archive(mirror / "toy.tar.gz", files)
     context = multiprocessing.get_context("fork")
     n = 4
     barrier, results = context.Barrier(n), context.Queue()
-    workers = [context.Process(target=_fetch_in_child, args=(barrier, results, size)) for _ in range(n)]
+    workers = [context.Process(target=_fetch_in_child, args=(barrier, results, size, tree)) for _ in range(n)]
     for worker in workers:
         worker.start()
     outcomes = [results.get(timeout=120) for _ in workers]
@@ -407,7 +387,7 @@ def test_processes_filling_the_cache_at_once_do_not_corrupt_it(dirs, size):
     assert not list(cache.glob(f".toy-{size}.*"))
 
 
-def test_lock_file_sits_in_the_cache(dirs, monkeypatch):
+def test_lock_file_sits_in_the_cache(dirs, monkeypatch, make_archive):
     cache, mirror = dirs
     make_archive(mirror / "toy.tar.gz", FILES)
     seen = []

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_data_cache import make_archive, tree
 
 from lessonlib.data import datasets, read_review
 from lessonlib.data.cache import CACHE_ENV, MARKER, MIRROR_ENV, DataError, mirror_dirs
@@ -56,7 +55,7 @@ def test_imdb_sample_rule_keeps_ids_that_are_multiples_of_25_and_the_vocabulary(
 
 
 @pytest.fixture
-def toy_imdb(dirs, monkeypatch):
+def toy_imdb(dirs, monkeypatch, make_archive):
     """IMDB served from a tiny full archive (same name as the mirror's, checksums switched off)."""
     _, mirror = dirs
     make_archive(mirror / "imdb" / "aclImdb.tar.gz", toy_imdb_files())
@@ -142,7 +141,7 @@ def test_rossmann_sample_rule_keeps_the_lowest_test_stores_as_text(monkeypatch):
         assert sample[name] == files[name]
 
 
-def test_rossmann_returns_the_folder_of_the_8_csvs(dirs):
+def test_rossmann_returns_the_folder_of_the_8_csvs(dirs, make_archive):
     cache, mirror = dirs
     make_archive(mirror / "rossmann" / "rossmann.tgz", toy_rossmann_files())
     assert rossmann("full") == cache / "rossmann-full"
@@ -151,7 +150,7 @@ def test_rossmann_returns_the_folder_of_the_8_csvs(dirs):
     assert pd.read_csv(rossmann("sample") / "train.csv").Store.nunique() == 4  # all stores in test.csv
 
 
-def test_rossmann_archive_without_the_8_csvs_is_refused(dirs):
+def test_rossmann_archive_without_the_8_csvs_is_refused(dirs, make_archive):
     _, mirror = dirs
     files = toy_rossmann_files()
     del files["weather.csv"]
@@ -206,7 +205,7 @@ def real(tmp_path_factory):
 @needs_mirror
 @pytest.mark.parametrize("route", ["derived", "derived from extraction"])
 @pytest.mark.parametrize("name", ["imdb", "rossmann"])
-def test_real_sample_derived_from_the_full_data_equals_the_sample_archive(real, route, name):
+def test_real_sample_derived_from_the_full_data_equals_the_sample_archive(real, route, name, tree):
     derived, archived = tree(real[route][name]), tree(real["archived"][name])
     assert sorted(derived) == sorted(archived)
     different = [path for path in archived if derived[path] != archived[path]]

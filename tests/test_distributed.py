@@ -12,7 +12,6 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
-from conftest import free_port
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -63,7 +62,7 @@ def worker(rank, port, out_dir):
     torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
-def test_two_processes_match_one_process_over_the_same_global_batches(tmp_path, monkeypatch):
+def test_two_processes_match_one_process_over_the_same_global_batches(tmp_path, monkeypatch, free_port):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     single = make_learner(PER_RANK_BS * WORLD)
     assert not dist.is_initialized()
@@ -169,7 +168,8 @@ def loader_worker(rank, port, out_dir, kind):
 
 
 @pytest.mark.parametrize("kind", ["lm", "tabular"])
-def test_each_process_reads_its_own_rows_and_together_they_train_as_one_process(tmp_path, monkeypatch, kind):
+def test_each_process_reads_its_own_rows_and_together_they_train_as_one_process(tmp_path, monkeypatch, kind,
+                                                                                free_port):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     build, bs = BUILDERS[kind]
     single = build(bs * WORLD)

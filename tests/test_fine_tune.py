@@ -2,8 +2,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from test_classifier import saved_lm_encoder
-from test_classifier_data import toy_data
 
 from lessonlib.engine.callbacks import GradientClip
 from lessonlib.engine.learner import Learner, accuracy
@@ -35,7 +33,7 @@ def test_discriminative_lrs_divide_by_2_6_per_group():
     assert discriminative_lrs(1.0, 3) == pytest.approx([1 / 2.6**2, 1 / 2.6, 1.0])
 
 
-def test_gradual_unfreezing_trains_the_head_then_more_then_all(tmp_path):
+def test_gradual_unfreezing_trains_the_head_then_more_then_all(tmp_path, saved_lm_encoder):
     path, _ = saved_lm_encoder(tmp_path)
     model = classifier_from_lm(path, ClassifierConfig(bptt=4))
     rng = np.random.default_rng(0)
@@ -69,7 +67,8 @@ def test_fine_tuning_recipes_share_the_epochs_and_name_their_schedule():
         fine_tuning("ulmfit", 1e-2, 6)
 
 
-def test_train_classifier_validates_on_the_valid_split_and_never_reads_test(tmp_path):
+def test_train_classifier_validates_on_the_valid_split_and_never_reads_test(tmp_path, toy_data,
+                                                                            saved_lm_encoder):
     path, _ = saved_lm_encoder(tmp_path)
     data = toy_data()
     data.test = None  # any use of the test set would fail
@@ -89,7 +88,7 @@ def test_train_classifier_validates_on_the_valid_split_and_never_reads_test(tmp_
     assert staged.history["acc"].notna().all()
 
 
-def test_train_classifier_starts_from_the_lm_or_from_scratch(tmp_path):
+def test_train_classifier_starts_from_the_lm_or_from_scratch(tmp_path, toy_data, saved_lm_encoder):
     path, enc = saved_lm_encoder(tmp_path)
     seen = {}
 
@@ -104,7 +103,8 @@ def test_train_classifier_starts_from_the_lm_or_from_scratch(tmp_path):
 
 
 @pytest.mark.parametrize(("recipe", "factor"), [("every layer", 1.0), ("ULMFiT", 2.6)])
-def test_train_classifier_passes_the_recipes_lr_factor_to_every_layer_group(tmp_path, recipe, factor):
+def test_train_classifier_passes_the_recipes_lr_factor_to_every_layer_group(tmp_path, recipe, factor,
+                                                                            toy_data, saved_lm_encoder):
     path, _ = saved_lm_encoder(tmp_path)
     peaks = []
 
@@ -123,7 +123,8 @@ def test_train_classifier_passes_the_recipes_lr_factor_to_every_layer_group(tmp_
     assert ratios == pytest.approx([factor] * len(ratios), rel=1e-6)
 
 
-def test_classifier_run_returns_history_one_test_score_and_weights_on_request(tmp_path):
+def test_classifier_run_returns_history_one_test_score_and_weights_on_request(tmp_path, toy_data,
+                                                                              saved_lm_encoder):
     path, _ = saved_lm_encoder(tmp_path)
     data = toy_data()
     run = classifier_run(path, data, FineTuneConfig(epochs=2, bs=8), True, seed=0, keep_weights=True)
@@ -141,7 +142,8 @@ def test_classifier_run_returns_history_one_test_score_and_weights_on_request(tm
     assert len(staged["history"]) == 3 and staged["history"]["stage"].tolist() == list(STAGES)
 
 
-def test_a_classifier_trained_by_train_classifier_reloads_with_its_config(tmp_path):
+def test_a_classifier_trained_by_train_classifier_reloads_with_its_config(tmp_path, toy_data,
+                                                                          saved_lm_encoder):
     from lessonlib.text.classifier import load_classifier, save_classifier
 
     path, _ = saved_lm_encoder(tmp_path)
@@ -153,7 +155,8 @@ def test_a_classifier_trained_by_train_classifier_reloads_with_its_config(tmp_pa
         assert again.predict(text) == pytest.approx(learn.model.predict(text))
 
 
-def test_after_gradual_unfreezing_the_losses_plot_and_every_layer_trains(tmp_path):
+def test_after_gradual_unfreezing_the_losses_plot_and_every_layer_trains(tmp_path, toy_data,
+                                                                         saved_lm_encoder):
     import matplotlib.pyplot as plt
 
     path, _ = saved_lm_encoder(tmp_path)

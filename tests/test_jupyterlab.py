@@ -17,8 +17,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import free_port
 
+pytestmark = pytest.mark.slow  # drives JupyterLab in Chromium: left out of `make unit`
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "output" / "screenshots"
@@ -37,10 +37,10 @@ sync_api = pytest.importorskip("playwright.sync_api")
 class Lab:
     """A JupyterLab server on 127.0.0.1 over a temporary copy of notebooks/."""
 
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, port: int):
         self.root = tmp / "work"
         shutil.copytree(ROOT / "notebooks", self.root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-        self.port, self.token = free_port(), "lessonlib-test-token"
+        self.port, self.token = port, "lessonlib-test-token"
         settings = tmp / "settings" / "@jupyterlab" / "notebook-extension"
         settings.mkdir(parents=True)
         # Render every cell (no virtual windowing), so stored outputs are all in the DOM.
@@ -105,8 +105,8 @@ class Lab:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    server = Lab(tmp_path_factory.mktemp("lab"))
+def lab(tmp_path_factory, free_port):
+    server = Lab(tmp_path_factory.mktemp("lab"), free_port())
     try:
         yield server
     finally:

@@ -1,7 +1,6 @@
 import math
 
 import matplotlib
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,63 +12,7 @@ from lessonlib.engine.learner import Learner, accuracy, group_lrs
 matplotlib.use("Agg")
 
 
-def make_data(n=256, d=8, seed=0):
-    w = torch.randn(d, generator=torch.Generator().manual_seed(1234))  # one true rule for every split
-    x = torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
-    y = (x @ w > 0).long()
-    return TensorDataset(x, y)
-
-
-class NumpyShuffleLoader:
-    """A hand-made loader that shuffles with its own numpy generator (like the language-model stream)."""
-
-    def __init__(self, ds, bs, seed):
-        self.ds, self.bs, self.rng = ds, bs, np.random.default_rng(seed)
-
-    def __len__(self):
-        return math.ceil(len(self.ds) / self.bs)
-
-    def __iter__(self):
-        order = torch.from_numpy(self.rng.permutation(len(self.ds)))
-        for i in range(len(self)):
-            yield self.ds[order[i * self.bs:(i + 1) * self.bs]]
-
-
-def loaders(bs=32, seed=0, n=256, kind="torch"):
-    """The same data every time; `seed` only seeds the shuffling."""
-    train, valid = make_data(n, seed=0), make_data(n // 2, seed=1)
-    if kind == "numpy":
-        train_dl = NumpyShuffleLoader(train, bs, seed)
-    else:
-        shuffler = torch.Generator().manual_seed(seed)
-        train_dl = DataLoader(train, batch_size=bs, shuffle=True, generator=shuffler)
-    return train_dl, DataLoader(valid, batch_size=bs * 2)
-
-
-class TwoGroups(nn.Module):
-    def __init__(self, d=8, h=16, p=0.1):
-        super().__init__()
-        self.body = nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Dropout(p))
-        self.head = nn.Linear(h, 2)
-
-    def forward(self, x):
-        return self.head(self.body(x))
-
-    def layer_groups(self):
-        return [self.body, self.head]
-
-
-def make_learner(seed=0, kind="torch", **kw):
-    torch.manual_seed(seed)
-    train_dl, valid_dl = loaders(seed=seed, kind=kind)
-    return Learner(TwoGroups(), (train_dl, valid_dl), F.cross_entropy, metrics={"acc": accuracy}, **kw)
-
-
-def params(model):
-    return [p.detach().clone() for p in model.parameters()]
-
-
-def test_loss_falls_and_history_has_one_row_per_epoch(capsys):
+def test_loss_falls_and_history_has_one_row_per_epoch(capsys, make_learner):
     learn = make_learner()
     before = learn.evaluate()
     assert learn.fit(4, 5e-2) is None  # nothing for Jupyter to display twice
@@ -86,10 +29,10 @@ def test_loss_falls_and_history_has_one_row_per_epoch(capsys):
     assert lines[-1].split()[2] == f"{after['loss']:.4f}"
 
 
-def test_constant_lr_fit_is_exactly_a_bare_pytorch_loop():
+def test_constant_lr_fit_is_exactly_a_bare_pytorch_loop(make_learner, params, loaders, two_groups):
     learn = make_learner(seed=0)
     torch.manual_seed(0)
-    model, (train_dl, _) = TwoGroups(), loaders(seed=0)
+    model, (train_dl, _) = two_groups(), loaders(seed=0)
     model.load_state_dict(learn.model.state_dict())
     torch.manual_seed(5)
     learn.fit(2, 1e-2, schedule="constant", show=False)
@@ -107,12 +50,12 @@ def test_constant_lr_fit_is_exactly_a_bare_pytorch_loop():
     assert all(torch.equal(a, b) for a, b in zip(params(model), params(learn.model), strict=True))
 
 
-def test_show_false_prints_nothing(capsys):
+def test_show_false_prints_nothing(capsys, make_learner):
     make_learner().fit(1, 1e-2, show=False)
     assert capsys.readouterr().out == ""
 
 
-def test_frozen_groups_do_not_change_and_unfreeze_restores():
+def test_frozen_groups_do_not_change_and_unfreeze_restores(make_learner, params):
     learn = make_learner()
     learn.freeze_to(1)
     body, head = params(learn.model.body), params(learn.model.head)
@@ -124,7 +67,7 @@ def test_frozen_groups_do_not_change_and_unfreeze_restores():
     assert not torch.equal(body[0], learn.model.body[0].weight)
 
 
-def test_discriminative_lrs_reach_the_optimizer():
+def test_discriminative_lrs_reach_the_optimizer(make_learner):
     learn = make_learner()
     seen = []
 
@@ -140,7 +83,7 @@ def test_discriminative_lrs_reach_the_optimizer():
         group_lrs([1e-3, 1e-3, 1e-3], 2)
 
 
-def test_callbacks_see_training_flag_and_can_change_the_loss():
+def test_callbacks_see_training_flag_and_can_change_the_loss(make_learner):
     events = []
 
     class Cb:
@@ -163,7 +106,7 @@ def test_callbacks_see_training_flag_and_can_change_the_loss():
     assert learn.history["train_loss"][0] > 100 > learn.history["valid_loss"][0]
 
 
-def test_metrics_are_weighted_by_batch_size_and_match_get_preds():
+def test_metrics_are_weighted_by_batch_size_and_match_get_preds(make_learner, make_data):
     learn = make_learner()
     learn.fit(1, 1e-2, show=False)
     ds = make_data(100, seed=5)
@@ -175,7 +118,7 @@ def test_metrics_are_weighted_by_batch_size_and_match_get_preds():
     assert stats["loss"] == pytest.approx(F.cross_entropy(preds, targets).item(), rel=1e-5)
 
 
-def test_get_preds_evaluates_another_module_the_same_way():
+def test_get_preds_evaluates_another_module_the_same_way(make_learner, make_data):
     learn = make_learner()
     learn.fit(1, 1e-2, show=False)
     dl = DataLoader(make_data(40, seed=6), batch_size=16)
@@ -186,7 +129,7 @@ def test_get_preds_evaluates_another_module_the_same_way():
     assert torch.equal(preds, own) and not preds.requires_grad
 
 
-def test_empty_loader_is_a_clear_error():
+def test_empty_loader_is_a_clear_error(make_learner, make_data):
     learn = make_learner()
     learn.dls = (DataLoader(make_data(10), batch_size=32, drop_last=True), learn.valid_dl)
     with pytest.raises(ValueError, match="train_dl is empty"):
@@ -195,20 +138,20 @@ def test_empty_loader_is_a_clear_error():
         learn.evaluate(DataLoader(TensorDataset(torch.zeros(0, 8), torch.zeros(0).long()), batch_size=4))
 
 
-def test_bad_arguments_are_clear_errors():
+def test_bad_arguments_are_clear_errors(make_learner, loaders, two_groups):
     with pytest.raises(ValueError, match="loss_func"):
-        Learner(TwoGroups(), loaders(), None)
+        Learner(two_groups(), loaders(), None)
     with pytest.raises(ValueError, match="train_dl, valid_dl"):
-        Learner(TwoGroups(), loaders()[0], F.cross_entropy)
+        Learner(two_groups(), loaders()[0], F.cross_entropy)
     with pytest.raises(ValueError, match="valid_dl"):
-        Learner(TwoGroups(), (loaders()[0], None), F.cross_entropy).evaluate()
+        Learner(two_groups(), (loaders()[0], None), F.cross_entropy).evaluate()
     with pytest.raises(ValueError, match="fp16"):
         make_learner(amp="fp16")
     with pytest.raises(ValueError, match="start_epoch"):
         make_learner().fit(2, 1e-2, start_epoch=2)
 
 
-def test_bf16_autocast_on_cpu_trains_like_fp32():
+def test_bf16_autocast_on_cpu_trains_like_fp32(make_learner):
     dtypes = set()
 
     class Spy:
@@ -226,7 +169,7 @@ def test_bf16_autocast_on_cpu_trains_like_fp32():
     assert final == pytest.approx(final_fp32, abs=0.05)
 
 
-def test_plot_losses_draws_train_and_valid(tmp_path):
+def test_plot_losses_draws_train_and_valid(tmp_path, make_learner):
     import matplotlib.pyplot as plt
 
     learn = make_learner()
@@ -241,7 +184,7 @@ def test_plot_losses_draws_train_and_valid(tmp_path):
     plt.close("all")
 
 
-def test_tied_weights_sit_in_one_group_only():
+def test_tied_weights_sit_in_one_group_only(loaders):
     class Tied(nn.Module):
         def __init__(self):
             super().__init__()
@@ -263,7 +206,7 @@ def test_tied_weights_sit_in_one_group_only():
     assert torch.equal(learn.model.dec.weight, learn.model.emb.weight)
 
 
-def test_a_callback_cancels_a_batch_an_epoch_or_the_fit_and_cleanup_always_runs():
+def test_a_callback_cancels_a_batch_an_epoch_or_the_fit_and_cleanup_always_runs(make_learner):
     from lessonlib.engine.callbacks import CancelBatchException, CancelEpochException, CancelFitException
 
     events = []
@@ -301,7 +244,7 @@ def test_a_callback_cancels_a_batch_an_epoch_or_the_fit_and_cleanup_always_runs(
     assert learn.epoch == 1 and not learn.training
 
 
-def test_an_error_inside_fit_still_runs_cleanup_and_leaves_training_mode():
+def test_an_error_inside_fit_still_runs_cleanup_and_leaves_training_mode(make_learner):
     cleaned = []
 
     class Boom:

@@ -1,13 +1,12 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from test_learner import TwoGroups, loaders, make_learner, params
 
 from lessonlib.engine.callbacks import Callback, GradientClip
 from lessonlib.engine.learner import Learner
 
 
-def test_lr_find_leaves_model_optimizer_and_rng_unchanged():
+def test_lr_find_leaves_model_optimizer_and_rng_unchanged(make_learner, params):
     learn = make_learner()
     learn.fit(1, 1e-2, show=False)
     before, opt_state = params(learn.model), learn.opt.state_dict()["state"][0]["exp_avg"].clone()
@@ -21,22 +20,7 @@ def test_lr_find_leaves_model_optimizer_and_rng_unchanged():
     assert res["lr"].is_monotonic_increasing and len(res) <= 30
 
 
-class Stateful(TwoGroups):
-    """Carries a plain tensor from one batch to the next, as an LSTM's hidden state."""
-
-    def __init__(self):
-        super().__init__()
-        self.state = None
-
-    def forward(self, x):
-        self.state = x.mean(0).detach() if self.state is None else 0.5 * self.state + x.mean(0).detach()
-        return super().forward(x + self.state)
-
-    def reset(self):
-        self.state = None
-
-
-def test_lr_find_runs_through_fit_so_every_callback_sees_its_events():
+def test_lr_find_runs_through_fit_so_every_callback_sees_its_events(make_learner):
     events = []
 
     class Spy(Callback):
@@ -58,7 +42,21 @@ def test_lr_find_runs_through_fit_so_every_callback_sees_its_events():
     assert events.count("before_epoch") == 2 and events[-1] == "cleanup_fit"
 
 
-def test_lr_find_puts_back_the_mode_the_hidden_state_the_history_and_the_loader():
+def test_lr_find_puts_back_the_mode_the_hidden_state_the_history_and_the_loader(loaders, two_groups):
+    class Stateful(two_groups):
+        """Carries a plain tensor from one batch to the next, as an LSTM's hidden state."""
+
+        def __init__(self):
+            super().__init__()
+            self.state = None
+
+        def forward(self, x):
+            self.state = x.mean(0).detach() if self.state is None else 0.5 * self.state + x.mean(0).detach()
+            return super().forward(x + self.state)
+
+        def reset(self):
+            self.state = None
+
     torch.manual_seed(0)
     learn = Learner(Stateful(), loaders(), F.cross_entropy, callbacks=[GradientClip(1.0)])
     learn.fit(1, 1e-2, show=False)
@@ -71,7 +69,7 @@ def test_lr_find_puts_back_the_mode_the_hidden_state_the_history_and_the_loader(
     assert torch.equal(gen_state, learn.train_dl.generator.get_state())  # the next epoch's shuffle
 
 
-def test_lr_find_stops_at_a_diverging_loss_but_lets_other_errors_through():
+def test_lr_find_stops_at_a_diverging_loss_but_lets_other_errors_through(make_learner, params):
     learn = make_learner()
     learn.lr_find(start_lr=1e-3, end_lr=1e6, num_it=100, show=False)  # diverges long before 1e6
     assert learn.lr_find_results["lr"].max() < 1e6

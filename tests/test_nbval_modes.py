@@ -5,9 +5,11 @@ import shutil
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from lessonlib.engine.numerics import identity_differences, numerics_identity
 
+pytestmark = pytest.mark.slow  # runs nbval in a pytest subprocess: left out of `make unit`
 ROOT = Path(__file__).resolve().parent.parent
 TAG = "numerics-dependent"
 pytest_plugins = ["pytester"]

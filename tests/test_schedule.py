@@ -1,5 +1,4 @@
 import pytest
-from test_learner import make_learner
 
 from lessonlib.engine.schedule import constant, get_schedule, one_cycle
 
@@ -16,7 +15,7 @@ class ScheduleLog:
             self.moms.append(learn.opt.param_groups[0]["betas"][0])
 
 
-def test_one_cycle_lr_and_momentum_at_known_steps():
+def test_one_cycle_lr_and_momentum_at_known_steps(make_learner):
     rec = ScheduleLog()
     learn = make_learner(callbacks=[rec])
     learn.fit(2, 0.1, show=False)  # 8 batches per epoch -> 16 steps, warm-up ends at step 4
@@ -32,7 +31,7 @@ def test_one_cycle_lr_and_momentum_at_known_steps():
     assert one_cycle(0.625)[0] == pytest.approx((1 + 1e-5) / 2)
 
 
-def test_constant_schedule_and_bad_schedule_name():
+def test_constant_schedule_and_bad_schedule_name(make_learner):
     rec = ScheduleLog()
     make_learner(callbacks=[rec]).fit(1, 0.03, schedule="constant", show=False)
     assert rec.lrs == [pytest.approx(0.03)] * 8 and constant(0.5) == (1.0, 0.9)

@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_tabular_features import write_tables
 
 from lessonlib.engine.callbacks import GradientClip
 from lessonlib.tabular import features
@@ -18,7 +17,7 @@ from lessonlib.tabular.preprocess import TabularProcessor
 
 
 @pytest.fixture
-def small_run(tmp_path):
+def small_run(tmp_path, write_tables):
     train, _ = features.build(write_tables(tmp_path))
     fit, valid = features.split(features.sales_rows(train), ("2015-07-29", "2015-07-31"))
     cfg = SalesConfig(epochs=2, lr=1e-2, batch_size=4, layers=(8,), ps=(0.0,))
@@ -55,7 +54,7 @@ def test_fit_sales_model_predicts_finite_sales(small_run):
     assert np.isfinite(preds.numpy()).all()
 
 
-def test_fit_sales_model_fits_the_rmspe_scale_on_training_rows_only(tmp_path):
+def test_fit_sales_model_fits_the_rmspe_scale_on_training_rows_only(tmp_path, write_tables):
     train, _ = features.build(write_tables(tmp_path))
     fit, valid = features.split(features.sales_rows(train), ("2015-07-29", "2015-07-31"))
     cfg = SalesConfig(epochs=2, lr=1e-2, batch_size=4, layers=(8,), ps=(0.0,))
@@ -73,7 +72,7 @@ def test_fit_sales_model_fits_the_rmspe_scale_on_training_rows_only(tmp_path):
     assert scaled.rmspe == pytest.approx(exp_rmspe(valid_scaled, targ).item())
 
 
-def test_fit_sales_model_caps_predictions_per_store_from_training_rows(tmp_path):
+def test_fit_sales_model_caps_predictions_per_store_from_training_rows(tmp_path, write_tables):
     train, _ = features.build(write_tables(tmp_path))
     fit, valid = features.split(features.sales_rows(train), ("2015-07-29", "2015-07-31"))
     cfg = SalesConfig(epochs=1, lr=1e-2, batch_size=4, layers=(8,), ps=(0.0,))

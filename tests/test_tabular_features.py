@@ -5,58 +5,16 @@ import pandas as pd
 import pytest
 
 from lessonlib.tabular import features as F
-from lessonlib.tabular import joins
-
-TRAIN_DATES = pd.date_range("2015-07-20", "2015-07-31")
-TEST_DATES = pd.date_range("2015-08-01", "2015-08-05")
-WEATHER_COLS = joins.REQUIRED["weather.csv"][2:-1]
-
-
-def write_tables(folder, stores=(1, 2), states=("HE", "HB,NI")):
-    """A minimal, consistent set of the seven CSVs: two stores, 12 train days, 5 test days."""
-    rows = []
-    for store in stores:
-        for i, d in enumerate(TRAIN_DATES):
-            rows.append(dict(Store=store, DayOfWeek=d.day_of_week + 1, Date=d.date(),
-                             Sales=1000 + 10 * i + store, Customers=100,
-                             Open=int(d.day_of_week != 6), Promo=int(i in (3, 4)),
-                             StateHoliday="a" if i == 5 else "0", SchoolHoliday=int(i == 8)))
-    pd.DataFrame(rows).to_csv(folder / "train.csv", index=False)
-    test = [dict(Id=k + 1, Store=s, DayOfWeek=d.day_of_week + 1, Date=d.date(), Open=1, Promo=0,
-                 StateHoliday="0", SchoolHoliday=0)
-            for k, (s, d) in enumerate((s, d) for s in stores for d in TEST_DATES)]
-    pd.DataFrame(test).to_csv(folder / "test.csv", index=False)
-    pd.DataFrame(dict(Store=list(stores), StoreType=["a", "c"][: len(stores)], Assortment="a",
-                      CompetitionDistance=[500.0, np.nan][: len(stores)],
-                      CompetitionOpenSinceMonth=[6, np.nan][: len(stores)],
-                      CompetitionOpenSinceYear=[2015, np.nan][: len(stores)],
-                      Promo2=[1, 0][: len(stores)], Promo2SinceWeek=[27, np.nan][: len(stores)],
-                      Promo2SinceYear=[2015, np.nan][: len(stores)],
-                      PromoInterval=["Feb,May,Aug,Nov", np.nan][: len(stores)])
-                 ).to_csv(folder / "store.csv", index=False)
-    pd.DataFrame(dict(Store=list(stores), State=list(states))).to_csv(folder / "store_states.csv",
-                                                                      index=False)
-    pd.DataFrame(dict(StateName=["Hessen", "Niedersachsen"], State=["HE", "HB,NI"])).to_csv(
-        folder / "state_names.csv", index=False)
-    weeks = pd.date_range("2015-07-19", "2015-08-02", freq="7D")
-    trend = [dict(file=f, week=f"{w.date()} - {(w + pd.Timedelta(days=6)).date()}", trend=50 + k)
-             for f in ("Rossmann_DE", "Rossmann_DE_HE", "Rossmann_DE_NI") for k, w in enumerate(weeks)]
-    pd.DataFrame(trend).to_csv(folder / "googletrend.csv", index=False)
-    days = pd.date_range("2015-07-20", "2015-08-05")
-    weather = [dict(file=name, Date=d.date(), **{c: 10.0 for c in WEATHER_COLS}, Events="Rain")
-               for name in ("Hessen", "Niedersachsen") for d in days]
-    pd.DataFrame(weather).to_csv(folder / "weather.csv", index=False)
-    return folder
 
 
 @pytest.fixture
-def folder(tmp_path):
+def folder(tmp_path, write_tables):
     return write_tables(tmp_path)
 
 
-def test_build_keeps_every_row_once_and_joins_everything(folder):
+def test_build_keeps_every_row_once_and_joins_everything(folder, table_dates):
     train, test = F.build(folder)
-    assert len(train) == 2 * len(TRAIN_DATES) and len(test) == 2 * len(TEST_DATES)
+    assert len(train) == 2 * len(table_dates.train) and len(test) == 2 * len(table_dates.test)
     assert not train.duplicated(["Store", "Date"]).any()
     assert sorted(test["Id"]) == list(range(1, len(test) + 1))
     # googletrend NI joins stores of state "HB,NI"; weeks run Sunday..Saturday

@@ -1,12 +1,11 @@
 import pandas as pd
 import pytest
-from test_tabular_features import TRAIN_DATES, write_tables
 
 from lessonlib.tabular import joins
 
 
 @pytest.fixture
-def folder(tmp_path):
+def folder(tmp_path, write_tables):
     write_tables(tmp_path)
     return tmp_path
 
@@ -16,9 +15,9 @@ def joined_train(folder):
     return joins.join_tables(tables["train"], tables)
 
 
-def test_every_row_joined_once_with_every_table(folder):
+def test_every_row_joined_once_with_every_table(folder, table_dates):
     train = joined_train(folder)
-    assert len(train) == 2 * len(TRAIN_DATES)
+    assert len(train) == 2 * len(table_dates.train)
     assert {"StoreType", "State", "Mean_TemperatureC", "trend", "trend_DE"} <= set(train.columns)
     assert train[["StoreType", "State", "trend", "trend_DE"]].notna().all().all()
 
@@ -51,8 +50,8 @@ def test_duplicated_right_key_is_named(folder):
         joined_train(folder)
 
 
-def test_blank_lines_in_external_tables_are_skipped(folder):
+def test_blank_lines_in_external_tables_are_skipped(folder, table_dates):
     for name in ("googletrend.csv", "weather.csv"):
         text = (folder / name).read_text().splitlines()
         (folder / name).write_text("\n".join(text[:3] + [""] + text[3:]) + "\n\n")
-    assert len(joined_train(folder)) == 2 * len(TRAIN_DATES)
+    assert len(joined_train(folder)) == 2 * len(table_dates.train)

@@ -1,11 +1,10 @@
 import pytest
 import torch
-from test_tabular_model import batch
 
 from lessonlib.tabular.loader import TensorLoader
 
 
-def test_loader_covers_every_row_once_in_seeded_order():
+def test_loader_covers_every_row_once_in_seeded_order(batch):
     cats, conts = batch(n=10)
     y = torch.arange(10.0)
     shuffled = dict(batch_size=4, shuffle=True)

@@ -26,12 +26,6 @@ from lessonlib.tabular.model import (
 )
 
 
-def batch(n=8, cards=(5, 3), n_cont=2, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    cats = torch.stack([torch.randint(0, c, (n,), generator=g) for c in cards], dim=1)
-    return cats, torch.randn(n, n_cont, generator=g)
-
-
 def test_lesson_rule_is_half_the_codes_capped_at_50():
     assert [emb_size_lesson(c) for c in (2, 8, 99, 1116)] == [1, 4, 50, 50]
 
@@ -46,7 +40,7 @@ def test_emb_sizes_applies_the_named_rule_or_a_callable():
     assert emb_sizes([8, 1116], lambda c: 3) == [3, 3]
 
 
-def test_model_shapes_and_output_range():
+def test_model_shapes_and_output_range(batch):
     model = TabularModel([5, 3], 2, TabularConfig(layers=(16, 8), ps=(0.1, 0.1)), y_range=(0.0, 2.0)).eval()
     out = model(batch())
     assert out.shape == (8,) and (out >= 0).all() and (out <= 2).all()
@@ -60,7 +54,7 @@ def test_one_hot_variant_is_frozen_identity():
     torch.testing.assert_close(model.embeds[0](torch.tensor([2]))[0], torch.eye(5)[2])
 
 
-def test_model_learns_a_category_effect():
+def test_model_learns_a_category_effect(batch):
     torch.manual_seed(0)
     cats, conts = batch(n=256, cards=(4,), n_cont=1, seed=1)
     y = torch.tensor([1.0, 2.0, 3.0, 4.0])[cats[:, 0]]
@@ -74,7 +68,7 @@ def test_model_learns_a_category_effect():
     assert loss.item() < 0.05
 
 
-def test_model_rejects_wrong_inputs():
+def test_model_rejects_wrong_inputs(batch):
     with pytest.raises(ValueError, match="dropout"):
         TabularModel([5], 1, TabularConfig(layers=(4, 4), ps=(0.1,)))
     with pytest.raises(ValueError, match="categorical columns"):
@@ -109,7 +103,7 @@ def test_y_range_is_a_little_wider_than_targets():
     assert lo == 0 and hi == pytest.approx(1.2 * np.log(5000))
 
 
-def test_y_init_starts_predictions_at_the_given_value():
+def test_y_init_starts_predictions_at_the_given_value(batch):
     model = TabularModel([5, 3], 2, TabularConfig(layers=(16,), ps=(0.0,)), y_range=(0.0, 12.0),
                          y_init=8.5).eval()
     out = model(batch(n=64))
@@ -118,7 +112,7 @@ def test_y_init_starts_predictions_at_the_given_value():
         TabularModel([5], 1, y_range=(0.0, 1.0), y_init=3.0)
 
 
-def test_output_stays_fp32_under_bf16_autocast():
+def test_output_stays_fp32_under_bf16_autocast(batch):
     """The hidden layers may run in bf16, the head and sigmoid must not: in bf16 a log-Sales output
     near 9 could only take values 1/16 apart."""
     torch.manual_seed(0)
@@ -141,7 +135,7 @@ def test_plain_layers_by_default_fast_layers_on_request():
     assert {OneDNNLinear, SmallPDropout} <= kinds(fast)
 
 
-def test_fast_layers_compute_the_plain_network():
+def test_fast_layers_compute_the_plain_network(batch):
     cfg = TabularConfig(layers=(16, 8), ps=(0.1, 0.1))
     plain = TabularModel([5, 3], 2, cfg, y_range=(0.0, 12.0)).eval()
     fast = TabularModel([5, 3], 2, replace(cfg, fast_layers=True), y_range=(0.0, 12.0)).eval()
@@ -171,7 +165,7 @@ def test_rmspe_log_scale_is_the_rmspe_optimal_factor():
     assert rmspe_log_scale(pred.numpy().tolist(), targ.numpy()) == pytest.approx(shift)  # any array-like
 
 
-def test_calibrated_shifts_the_output_and_saves_the_shift():
+def test_calibrated_shifts_the_output_and_saves_the_shift(batch):
     net = TabularModel([5, 3], 2, TabularConfig(layers=(8,), ps=(0.0,)), y_range=(0.0, 12.0),
                        y_init=8.5).eval()
     x = batch()

@@ -1,12 +1,11 @@
 import pytest
 import torch
-from test_text_vectors import vocab
 
 from lessonlib.text.awd_lstm import AWDConfig, awd_lstm_lm
 from lessonlib.text.generate import generate
 
 
-def test_generate_is_seeded_and_respects_top_k():
+def test_generate_is_seeded_and_respects_top_k(vocab):
     torch.manual_seed(0)
     v = vocab()
     lm = awd_lstm_lm(AWDConfig(len(v), 4, 8, 1))

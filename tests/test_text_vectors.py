@@ -2,17 +2,11 @@ import pytest
 import torch
 
 from lessonlib.text.awd_lstm import AWDConfig, awd_lstm_lm
-from lessonlib.text.tokenize import SPECIAL_TOKENS
 from lessonlib.text.vectors import PretrainedVectors, init_embedding
 from lessonlib.text.vocab import Vocab
 
 
-def vocab():
-    counts = {"the": 6, "movie": 3, "great": 1, "zzz": 2}
-    return Vocab(SPECIAL_TOKENS + list(counts), counts)
-
-
-def test_init_embedding_copies_the_vectors_into_the_tied_embedding():
+def test_init_embedding_copies_the_vectors_into_the_tied_embedding(vocab):
     weights = torch.zeros(len(vocab()), 4)
     weights[vocab().stoi["the"]] = torch.tensor([1.0, 2, 3, 4])
     vec = PretrainedVectors(weights, weights.abs().sum(1) > 0)
