@@ -27,11 +27,17 @@ RUN_FULLY = "00_datasets.ipynb"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        pytest.fail(f"{CHROMIUM} missing: .ci/run installs Debian's chromium package", pytrace=False)
-    pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def chromium():
+    """The browser these tests drive; asked for when a test runs, not when the module is collected (so
+    `make unit`, which deselects them, never needs it)."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} missing: .ci/run installs Debian's chromium package", pytrace=False)
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
 
 
 class Lab:

@@ -9,7 +9,7 @@ import pytest
 
 from lessonlib.engine.numerics import identity_differences, numerics_identity
 
-pytestmark = pytest.mark.slow  # runs nbval in a pytest subprocess: left out of `make unit`
+SLOW = pytest.mark.slow  # runs nbval in a pytest subprocess: left out of `make unit`
 ROOT = Path(__file__).resolve().parent.parent
 TAG = "numerics-dependent"
 pytest_plugins = ["pytester"]
@@ -44,6 +44,7 @@ def run(pytester):
     return pytester.runpytest_subprocess("--nbval", "-p", "no:cacheprovider", "nb.ipynb")
 
 
+@SLOW
 def test_exact_mode_fails_on_a_changed_numerics_dependent_output(pytester):
     write_notebook(pytester.path, numerics_identity(), trained_out="0.24\n")
     result = run(pytester)
@@ -51,11 +52,13 @@ def test_exact_mode_fails_on_a_changed_numerics_dependent_output(pytester):
     result.assert_outcomes(passed=1, failed=1)
 
 
+@SLOW
 def test_exact_mode_passes_unchanged_outputs(pytester):
     write_notebook(pytester.path, numerics_identity())
     run(pytester).assert_outcomes(passed=2)
 
 
+@SLOW
 def test_findings_mode_skips_only_the_tagged_outputs(pytester):
     write_notebook(pytester.path, other_machine(), trained_out="0.24\n")
     result = run(pytester)
@@ -63,16 +66,19 @@ def test_findings_mode_skips_only_the_tagged_outputs(pytester):
     result.assert_outcomes(passed=2)
 
 
+@SLOW
 def test_findings_mode_still_fails_on_a_changed_exact_output(pytester):
     write_notebook(pytester.path, other_machine(), data_out="4\n")
     run(pytester).assert_outcomes(passed=1, failed=1)
 
 
+@SLOW
 def test_findings_mode_still_fails_on_a_failing_assert(pytester):
     write_notebook(pytester.path, other_machine(), tagged_source="x = 1 / 4\nassert x > 1\nprint(x)")
     run(pytester).assert_outcomes(passed=1, failed=1)
 
 
+@SLOW
 def test_a_notebook_without_a_recorded_identity_is_checked_in_findings_mode(pytester):
     write_notebook(pytester.path, None, trained_out="0.24\n")
     result = run(pytester)
