@@ -84,3 +84,14 @@ def test_lr_find_stops_at_a_diverging_loss_but_lets_other_errors_through(make_le
     with pytest.raises(FloatingPointError, match="somewhere else"):
         learn.lr_find(num_it=20, show=False)
     assert all(torch.equal(a, b) for a, b in zip(before, params(learn.model), strict=True))
+
+
+def test_lr_find_records_the_loss_after_the_callbacks_that_change_it(make_learner):
+    class Penalty(Callback):  # as AR/TAR add to the LM's loss
+        def after_loss(self, learn):
+            if learn.training:
+                learn.loss = learn.loss + 100.0
+
+    learn = make_learner(callbacks=[Penalty()])
+    learn.lr_find(num_it=10, show=False)
+    assert (learn.lr_find_results["loss"] > 100).all()

@@ -1,8 +1,8 @@
 """Leslie Smith's LR range test: train briefly while the LR grows exponentially, watch the loss.
 
 The test is a callback (`LRFinder`) run through the Learner's own `fit`, so every other callback sees
-the usual events (the LM's state reset, clipping, the distributed wrapper); it snapshots what training
-changes and puts it all back when the fit ends, however it ends.
+the usual events (the LM's state reset, AR/TAR, clipping, the distributed wrapper); `lr_find` snapshots
+what training changes before that fit and puts it all back after it, however it ends.
 """
 
 import copy
@@ -18,7 +18,6 @@ from lessonlib.engine.callbacks import (
     Callback,
     CancelEpochException,
     CancelFitException,
-    Scheduler,
     set_hypers,
     smoothed,
 )
@@ -80,17 +79,15 @@ class LRFinder(Callback):
     """Before each training batch sets every layer group's LR to `start_lr * (end_lr/start_lr)^(i/(num_it-1))`
     (momentum 0.9), records the loss (averaged over processes), and ends the fit after `num_it`
     batches, at a loss that is not finite, or once the smoothed loss is 4 times its lowest (diverged:
-    the rest says nothing). Never validates (each epoch ends with its last batch). Snapshots the
-    Learner at `before_fit` and restores it at `cleanup_fit`; `lrs`, `losses` hold the curve."""
+    the rest says nothing). Never validates (each epoch ends with its last batch). `lrs`, `losses`
+    hold the curve."""
 
-    order = Scheduler.order + 1  # after the schedule: the LR set here is the one the step uses
+    # after the schedule (its LR is replaced here) and after every callback that changes the loss (AR/TAR:
+    # the curve is the loss being minimised), before NanCheck (a blown-up loss ends the test, not an error)
+    order = 90
 
     def __init__(self, start_lr: float, end_lr: float, num_it: int):
         self.start_lr, self.end_lr, self.num_it = start_lr, end_lr, num_it
-        self.lrs, self.losses, self.saved = [], [], None
-
-    def before_fit(self, learn):
-        self.saved = snapshot(learn)
         self.lrs, self.losses = [], []
 
     def before_batch(self, learn):
@@ -99,7 +96,7 @@ class LRFinder(Callback):
             self.lr = self.start_lr * (self.end_lr / self.start_lr) ** (i / max(self.num_it - 1, 1))
             set_hypers(learn.opt, [self.lr] * len(learn.opt.param_groups), 1.0, 0.9)
 
-    def after_loss(self, learn):  # before NanCheck (order 100): a blown-up loss ends the test
+    def after_loss(self, learn):
         if not learn.training:
             return
         loss = ddp.all_reduce_sum(learn.loss.detach().float().clone()).item() / ddp.world_size()
@@ -117,10 +114,6 @@ class LRFinder(Callback):
         if learn.iter == learn.n_iter - 1:
             raise CancelEpochException  # no validation: on to the next pass over the training data
 
-    def cleanup_fit(self, learn):
-        if self.saved is not None:
-            restore(learn, self.saved)
-            self.saved = None
 
 
 def lr_find(learn, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100, show: bool = True,
@@ -130,7 +123,11 @@ def lr_find(learn, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 1
     loss), plots them (log x) and returns a suggestion: the LR at the lowest loss divided by 10."""
     finder = LRFinder(start_lr, end_lr, num_it)
     epochs = math.ceil(num_it / n_batches(learn.train_dl, "train_dl"))
-    learn.fit(epochs, start_lr, schedule="constant", show=False, callbacks=[finder])
+    saved = snapshot(learn)  # before the fit: its before_fit callbacks start changing things (the history)
+    try:
+        learn.fit(epochs, start_lr, schedule="constant", show=False, callbacks=[finder])
+    finally:
+        restore(learn, saved)
     if not finder.lrs:
         raise FloatingPointError(f"the loss was not finite even at lr={start_lr}: check inputs and model")
     smooth = smoothed(finder.losses)
