@@ -234,7 +234,7 @@ def mc_predict(model: nn.Module, dl, n_samples: int = 50, seed: int = 0) -> tupl
     if not drops:
         raise ValueError("the model has no dropout layer: Monte Carlo dropout needs one")
     samples = []
-    with torch.random.fork_rng(devices=[]):  # `seed` draws the masks; the caller's generator is untouched
+    with torch.random.fork_rng():  # `seed` draws the masks; the caller's generators (CPU, CUDA) are untouched
         torch.manual_seed(seed)
         for _ in range(n_samples):
             probs, targets = [], []

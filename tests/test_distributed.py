@@ -43,7 +43,8 @@ def worker(rank, port, out_dir):
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         learn.fit(2, 3e-2)
-        learn.save(os.path.join(out_dir, "ckpt.pt"))
+        learn.save(os.path.join(out_dir, "ckpt.pt"))  # waits for every process (barrier), so all can load it
+    learn.load(os.path.join(out_dir, "ckpt.pt"))
     result = {"params": [p.detach().clone() for p in learn.model.parameters()], "printed": printed.getvalue(),
               "history": learn.history.drop(columns="seconds").to_dict("list"), "rank": distributed.rank(),
               "steps": len(learn.recorder.batch_losses)}
@@ -78,9 +79,9 @@ def test_two_processes_match_one_process_over_the_same_global_batches(tmp_path, 
         for col in ("valid_loss", "acc", "train_loss"):  # metrics averaged over all ranks' samples
             assert got["history"][col] == pytest.approx(single.history[col].tolist(), rel=1e-5)
     assert [r["rank"] for r in ranks] == [0, 1]
-    assert not any(r["joined_after_fit"] for r in ranks)  # the Learner left the group it joined
-    # after an error too: the wrapper gone, the Learner's own loaders back, training off, the group left
-    assert all(r["after_error"] == (True, True, False, False) for r in ranks)
+    assert all(r["joined_after_fit"] for r in ranks)  # the group stays joined until the process exits
+    # after an error too: the wrapper gone, the Learner's own loaders back, training off
+    assert all(r["after_error"] == (True, True, False, True) for r in ranks)
     assert len(ranks[0]["printed"].strip().splitlines()) == 3 and ranks[1]["printed"] == ""
     saved = torch.load(tmp_path / "ckpt.pt", weights_only=True)
     assert saved["epoch"] == 2 and not list(tmp_path.glob("*.tmp"))
@@ -193,3 +194,13 @@ def test_a_loader_that_cannot_be_split_is_an_error_under_torchrun():
     with pytest.raises(TypeError, match="cannot be split across processes"):
         distributed.shard_train(batches, rank=0, world=2)
     assert distributed.shard_train(batches, rank=0, world=1) is batches
+
+
+def test_the_process_group_is_left_when_the_process_exits(monkeypatch):
+    joined, at_exit = [], []
+    monkeypatch.setattr(dist, "is_initialized", lambda: bool(joined))
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: joined.append(backend))
+    monkeypatch.setattr(distributed.atexit, "register", at_exit.append)
+    distributed.init(torch.device("cpu"))
+    distributed.init(torch.device("cpu"))  # already joined: nothing more
+    assert joined == ["gloo"] and at_exit == [distributed.leave]

@@ -262,3 +262,49 @@ def test_an_error_inside_fit_still_runs_cleanup_and_leaves_training_mode(make_le
     assert cleaned == [True] and not learn.training and learn.dls is dls
     names = [type(cb).__name__ for cb in learn.callbacks]
     assert names == ["Recorder", "Boom", "NanCheck"]  # the fit's Scheduler is gone
+
+
+def test_every_cleanup_runs_and_the_error_that_ended_the_fit_is_the_one_raised(make_learner):
+    ran = []
+
+    class Fails:
+        order = -1
+
+        def after_batch(self, learn):
+            raise RuntimeError("the fit's error")
+
+        def cleanup_fit(self, learn):
+            ran.append("fails")
+            raise ValueError("a cleanup's error")
+
+    class Later:
+        def cleanup_fit(self, learn):
+            ran.append("later")
+
+    learn = make_learner(callbacks=[Fails(), Later()])
+    with pytest.raises(RuntimeError, match="the fit's error") as info:
+        learn.fit(1, 1e-2, show=False)
+    assert ran == ["fails", "later"] and "a cleanup's error" in " ".join(info.value.__notes__)
+
+
+def test_cancelling_a_batch_in_an_evaluation_leaves_it_out(make_learner):
+    from lessonlib.engine.callbacks import CancelBatchException
+
+    class SkipFirst:
+        def before_validate(self, learn):
+            self.seen = 0
+
+        def before_batch(self, learn):
+            if not learn.training:
+                self.seen += 1
+                if self.seen == 1:
+                    raise CancelBatchException
+
+    learn = make_learner()
+    first, *rest = list(learn.valid_dl)
+    whole = learn.evaluate()
+    learn.callbacks.append(SkipFirst())
+    learn.fit(1, 0.0, schedule="constant", show=False)  # validation runs too: it is not aborted
+    skipped = learn.evaluate()
+    rest_only = make_learner().evaluate(rest)
+    assert skipped["loss"] != whole["loss"] and skipped["loss"] == pytest.approx(rest_only["loss"])

@@ -67,6 +67,10 @@ def test_lr_find_puts_back_the_mode_the_hidden_state_the_history_and_the_loader(
     assert not learn.model.training and torch.equal(state, learn.model.state)
     assert learn.history.equals(history) and learn.epoch == epoch and not learn.training
     assert torch.equal(gen_state, learn.train_dl.generator.get_state())  # the next epoch's shuffle
+    learn.model.train()
+    out = learn.model.last = learn.model(torch.randn(4, 8))  # a training forward's output: not a graph leaf
+    learn.lr_find(num_it=5, show=False)  # (deepcopy refuses such a tensor; the snapshot copies it detached)
+    assert torch.equal(learn.model.last, out.detach())
 
 
 def test_lr_find_stops_at_a_diverging_loss_but_lets_other_errors_through(make_learner, params):

@@ -29,7 +29,9 @@ class CancelEpochException(Exception):
 
 
 class CancelBatchException(Exception):
-    """Raised by a callback: the rest of this batch is skipped (no step if raised before it)."""
+    """Raised by a callback: the rest of this batch is skipped (in training: raise it before the
+    backward pass, in before_batch or after_loss; gradients already computed are discarded at the next
+    step). In an evaluation, from before_batch: that batch is left out."""
 
 
 CANCEL = {"fit": CancelFitException, "epoch": CancelEpochException, "batch": CancelBatchException}
@@ -38,7 +40,9 @@ CANCEL = {"fit": CancelFitException, "epoch": CancelEpochException, "batch": Can
 def with_events(name: str):
     """Wraps a Learner method in its events: `before_<name>`, the method, `after_<name>`; a
     `Cancel<Name>Exception` from a callback (or the method) ends it quietly, skipping the rest and
-    `after_<name>`; `cleanup_<name>` runs whatever happened, an error included (miniai's control flow)."""
+    `after_<name>`; `cleanup_<name>` runs whatever happened, an error included (miniai's control flow).
+    Every callback's cleanup runs even if one fails; the error that ended the method is the one
+    raised, a failed cleanup's is added to it as a note (or raised itself after a clean run)."""
     def decorate(method):
         @functools.wraps(method)
         def run(learn, *args, **kwargs):
@@ -48,10 +52,28 @@ def with_events(name: str):
                 learn.callback(f"after_{name}")
             except CANCEL[name]:
                 pass
-            finally:
-                learn.callback(f"cleanup_{name}")
+            except BaseException as error:
+                for failed in cleanup(learn, name):
+                    error.add_note(f"and cleanup_{name} failed too: {failed!r}")
+                raise
+            failures = cleanup(learn, name)
+            if failures:
+                raise failures[0]
         return run
     return decorate
+
+
+def cleanup(learn, name: str) -> list[BaseException]:
+    """Run every callback's `cleanup_<name>`, each even if an earlier one fails; the failures."""
+    failures = []
+    for cb in learn.callbacks:
+        fn = getattr(cb, f"cleanup_{name}", None)
+        if fn is not None:
+            try:
+                fn(learn)
+            except Exception as e:
+                failures.append(e)
+    return failures
 
 
 class Callback:
@@ -227,24 +249,28 @@ class NanCheck(Callback):
 
 
 class Distributed(Callback):
-    """Under torchrun: for each fit, joins the process group (unless the script already has), gives
-    each process its shard of the training and validation data (`lessonlib.engine.distributed.shard_train`,
-    every process starting from rank 0's loader random state, so the shards split one shuffle), and
-    trains through the model wrapped in DistributedDataParallel (`wrapped`: it averages gradients
-    across processes); the Learner sums the validation metrics over processes. At `cleanup_fit`,
-    also after an error, the Learner gets its own loaders back, the wrapper goes, and a group this
-    callback joined is left. The Learner adds it when launched so."""
+    """Under torchrun: joins the process group (unless the script already has; it is left when the
+    process exits), and for each fit gives each process its shard of the training and validation data
+    (`lessonlib.engine.distributed.shard_train`, every process starting from rank 0's loader random
+    state, so the shards split one shuffle; a DataLoader's DistributedSampler is seeded by its own
+    generator's seed, or torch's, without drawing from either, so a resumed fit shuffles as the
+    unbroken one) and trains through the model wrapped in DistributedDataParallel (`wrapped`: it
+    averages gradients across processes); the Learner sums the validation metrics over processes. At
+    `cleanup_fit`, also after an error, the Learner gets its own loaders back and the wrapper goes.
+    The Learner adds it when launched so."""
 
     order = -20
 
     def __init__(self):
-        self.wrapped, self.dls, self.joined = None, None, False
+        self.wrapped, self.dls = None, None
 
     def before_fit(self, learn):
-        self.joined = ddp.init(learn.device)
+        ddp.init(learn.device)
         train_dl, valid_dl = self.dls = learn.dls
         set_loader_rngs(train_dl, ddp.broadcast_object(get_loader_rngs(train_dl)))
-        seed = ddp.broadcast_object(int(torch.randint(2**31 - 1, (1,))))  # DistributedSampler's shuffle
+        generator = getattr(train_dl, "generator", None)
+        seed = (generator if generator is not None else torch.default_generator).initial_seed() % 2**31
+        seed = ddp.broadcast_object(seed)
         rank, world = ddp.rank(), ddp.world_size()
         learn.dls = (ddp.shard_train(train_dl, rank, world, seed),
                      None if valid_dl is None else ddp.shard_valid(valid_dl, rank, world))
@@ -258,9 +284,6 @@ class Distributed(Callback):
         if self.dls is not None:
             learn.dls = self.dls
         self.wrapped, self.dls = None, None
-        if self.joined:
-            ddp.leave()
-            self.joined = False
 
 
 class GradientClip(Callback):

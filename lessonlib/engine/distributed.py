@@ -1,8 +1,9 @@
 """The glue between the Learner and PyTorch's own distributed engine (torchrun + DDP).
 
 Under `torchrun --nproc_per_node=N script.py` the environment holds RANK, WORLD_SIZE and LOCAL_RANK;
-for each fit the Learner joins the process group, wraps its model in DistributedDataParallel and
-shards the loaders with the helpers below (its `Distributed` callback). Outside torchrun every function
+the Learner joins the process group at its first fit (and leaves it at exit), and for each fit wraps its
+model in DistributedDataParallel and shards the loaders with the helpers below (its `Distributed`
+callback). Outside torchrun every function
 here is a cheap no-op answer. Imports nothing of ours.
 
 A loader is split across processes if it is a torch DataLoader (a DistributedSampler, or every
@@ -11,6 +12,7 @@ process's part (lessonlib's LMLoader and TensorLoader do); any other loader is a
 since every process would silently train on all of it.
 """
 
+import atexit
 import itertools
 import os
 
@@ -37,7 +39,10 @@ def rank() -> int:
 
 
 def world_size() -> int:
-    return dist.get_world_size() if is_distributed() else 1
+    """The number of processes: the process group's, or before it is joined the WORLD_SIZE torchrun gave."""
+    if is_distributed():
+        return dist.get_world_size()
+    return int(os.environ.get("WORLD_SIZE", "1")) if launched_by_torchrun() else 1
 
 
 def is_main() -> bool:
@@ -52,21 +57,22 @@ def local_device() -> torch.device:
     return torch.device("cpu")
 
 
-def init(device: torch.device) -> bool:
-    """Join the process group (nccl on CUDA, gloo on CPU) unless this process already has; True if
-    this call joined it (so the caller also leaves it)."""
+def init(device: torch.device) -> None:
+    """Join the process group (nccl on CUDA, gloo on CPU) unless this process already has, and leave it
+    when the process exits (PyTorch's own advice: destroy the group at the end). It stays joined in
+    between, so a save after a fit still waits for every process (`barrier`)."""
     if dist.is_initialized():
-        return False
+        return
     if device.type == "cuda":
         torch.cuda.set_device(device)
     dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return True
+    atexit.register(leave)
 
 
 def leave() -> None:
-    """Leave the process group (PyTorch's `destroy_process_group`). No barrier first: after an error in
-    one process the others may wait in a collective it never joins, and torchrun stops them when this
-    one exits with the error."""
+    """Leave the process group (PyTorch's `destroy_process_group`), if still in it. No barrier first:
+    after an error in one process the others may wait in a collective it never joins, and torchrun
+    stops them when this one exits with the error."""
     if dist.is_initialized():
         dist.destroy_process_group()
 

@@ -21,7 +21,14 @@ from torch import nn
 
 from lessonlib.core import default_device, eval_outputs, n_batches, progress, to_device
 from lessonlib.engine import distributed as ddp
-from lessonlib.engine.callbacks import Distributed, NanCheck, Recorder, Scheduler, with_events
+from lessonlib.engine.callbacks import (
+    CancelBatchException,
+    Distributed,
+    NanCheck,
+    Recorder,
+    Scheduler,
+    with_events,
+)
 from lessonlib.engine.checkpoint import load_checkpoint, save_checkpoint
 from lessonlib.engine.lr_finder import lr_find
 from lessonlib.engine.numerics import amp_dtype, autocast
@@ -178,7 +185,8 @@ class Learner:
     def step(self) -> None:
         """Backward pass and optimizer step. The fp16 scaler (a pass-through otherwise) scales the loss
         and unscales the gradients again, so `after_backward` callbacks (clipping among them) see true
-        ones."""
+        ones. Gradients left by a batch cancelled after its backward pass are cleared first."""
+        self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(self.loss).backward()
         self.scaler.unscale_(self.opt)
         self.callback("after_backward")
@@ -206,7 +214,10 @@ class Learner:
 
         def batches():
             for self.batch in dl:
-                self.callback("before_batch")
+                try:
+                    self.callback("before_batch")
+                except CancelBatchException:
+                    continue
                 yield self.batch
 
         return eval_outputs(model if model is not None else self.model, batches(), self.device,

@@ -30,12 +30,22 @@ def _attributes(m) -> dict:
     return {k: v for k, v in vars(m).items() if not k.startswith("_") and k != "training"}
 
 
+def _copy(v):
+    """Tensors copied (detached: a training forward's outputs are not graph leaves, which deepcopy
+    refuses), inside lists, tuples and dicts too; anything else kept by reference."""
+    if isinstance(v, torch.Tensor):
+        return v.detach().clone()
+    if isinstance(v, (list, tuple)):
+        return type(v)(_copy(x) for x in v)
+    if isinstance(v, dict):
+        return {k: _copy(x) for k, x in v.items()}
+    return v
+
+
 def plain_state(model) -> list:
     """Per submodule: its mode and the plain attributes it keeps between calls (an LSTM's hidden
-    state, its last outputs); tensors and containers are copied, anything else kept by reference."""
-    def keep(v):
-        return copy.deepcopy(v) if isinstance(v, (torch.Tensor, list, tuple, dict)) else v
-    return [(m, m.training, {k: keep(v) for k, v in _attributes(m).items()}) for m in model.modules()]
+    state, its last outputs), copied."""
+    return [(m, m.training, {k: _copy(v) for k, v in _attributes(m).items()}) for m in model.modules()]
 
 
 def set_plain_state(saved: list) -> None:
@@ -122,7 +132,8 @@ def lr_find(learn, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 1
     data as that takes), then leave `learn` as it was. Keeps `learn.lr_find_results` (lr, smoothed
     loss), plots them (log x) and returns a suggestion: the LR at the lowest loss divided by 10."""
     finder = LRFinder(start_lr, end_lr, num_it)
-    epochs = math.ceil(num_it / n_batches(learn.train_dl, "train_dl"))
+    shard = ddp.shard_train(learn.train_dl, ddp.rank(), ddp.world_size())  # what each process reads
+    epochs = math.ceil(num_it / n_batches(shard, "train_dl"))
     saved = snapshot(learn)  # before the fit: its before_fit callbacks start changing things (the history)
     try:
         learn.fit(epochs, start_lr, schedule="constant", show=False, callbacks=[finder])
