@@ -64,5 +64,22 @@ def test_resume_with_a_callable_schedule_works_in_a_new_process(tmp_path, make_l
 def test_a_schedule_is_named_by_what_it_computes_not_where_it_lives():
     assert schedule_name("one_cycle") == "one_cycle"
     partial = functools.partial(one_cycle, pct_start=0.3)
-    assert schedule_name(partial) == "lessonlib.engine.schedule.one_cycle(pct_start=0.3)"
+    assert schedule_name(partial) == "one_cycle(pct_start=0.3)"
     assert "0x" not in schedule_name(lambda pct: (1.0, 0.9))
+
+
+def test_a_named_schedule_and_its_function_are_one_schedule():
+    assert schedule_name(one_cycle) == schedule_name("one_cycle") == "one_cycle"
+
+
+def test_the_loader_rngs_are_found_inside_a_sharded_batch_sampler():
+    from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
+
+    from lessonlib.engine.checkpoint import loader_rngs
+    from lessonlib.engine.distributed import shard_train
+
+    ds = TensorDataset(torch.arange(16.0))
+    g = torch.Generator().manual_seed(0)
+    dl = DataLoader(ds, batch_sampler=BatchSampler(RandomSampler(ds, generator=g), 4, drop_last=False))
+    assert any(r is g for r in loader_rngs(dl))
+    assert any(r is g for r in loader_rngs(shard_train(dl, rank=0, world=2)))  # saved mid-fit under DDP

@@ -171,3 +171,11 @@ def test_after_gradual_unfreezing_the_losses_plot_and_every_layer_trains(tmp_pat
     assert len(train.get_xdata()) == 3 * n and list(valid.get_xdata()) == [n, 2 * n, 3 * n]
     assert list(valid.get_ydata()) == learn.history["valid_loss"].tolist()
     assert all(p.requires_grad for p in learn.model.parameters())  # a skipped last stage unfreezes too
+
+
+def test_gradual_unfreezing_with_no_epochs_at_all_is_an_error_not_an_empty_history(make_learner):
+    learn = make_learner()
+    learn.fit(1, 1e-2, show=False)
+    with pytest.raises(ValueError, match="nothing to train"):
+        gradual_unfreezing(learn, epochs=(0, 0, 0), show=False)
+    assert len(learn.history) == 1

@@ -36,7 +36,8 @@ def loader_rngs(dl) -> list:
     """The random generators (torch or numpy) that a loader, its sampler or batch sampler keep as
     `.generator` or `.rng`."""
     parts = [dl, getattr(dl, "sampler", None), getattr(dl, "batch_sampler", None)]
-    parts.append(getattr(parts[2], "sampler", None))
+    parts.append(getattr(parts[2], "batches", None))  # the batch sampler a ShardBatches (DDP) draws from
+    parts += [getattr(parts[2], "sampler", None), getattr(parts[3], "sampler", None)]
     found = []
     for part in parts:
         for g in (getattr(part, "generator", None), getattr(part, "rng", None)):

@@ -47,6 +47,9 @@ def schedule_name(schedule) -> str:
     callable's module and qualified name (a partial's with its arguments), never a memory address."""
     if isinstance(schedule, str):
         return schedule
+    named = [name for name, fn in SCHEDULES.items() if fn is schedule]
+    if named:  # one_cycle and "one_cycle" are one schedule
+        return named[0]
     if isinstance(schedule, functools.partial):
         args = [repr(a) for a in schedule.args] + [f"{k}={v!r}" for k, v in schedule.keywords.items()]
         return f"{schedule_name(schedule.func)}({', '.join(args)})"

@@ -36,6 +36,8 @@ def gradual_unfreezing(learn, lrs=(2e-2, 1e-2, 1e-3), epochs=(1, 1, 2), factor: 
     next, with a `stage` column) and the batch losses behind `learn.plot_losses()`."""
     if len(lrs) != 3 or len(epochs) != 3:
         raise ValueError("give one learning rate and one epoch count per stage: head, last layer, all")
+    if not any(epochs):
+        raise ValueError(f"every stage has 0 epochs ({epochs}): nothing to train")
     n = len(learn.layer_groups())
     histories, rows, losses, ends = [], [], [], []
     for name, freeze, lr, n_epochs in zip(STAGES, (-1, -2, 0), lrs, epochs, strict=True):
