@@ -17,6 +17,7 @@ from lessonlib.bow import BagOfWords
 from lessonlib.core import seed_everything
 from lessonlib.data import imdb_reviews
 from lessonlib.dropout import MLP, DropoutRun, train_run
+from lessonlib.engine.training import TrainConfig
 
 EPOCHS, LR, BATCH, FEATURES = 10, 3e-3, 250, 5000  # notebook 01's defaults
 RUNS_PER_SIZE = {16: 18 + 12, 128: 18}  # sweep: 6 p x 3 seeds per size; section 5: 4 x 3 small runs
@@ -26,7 +27,8 @@ def timed_run(data, n_features, hidden, dense_batches):
     seed_everything(0)
     model = MLP(n_features, hidden, p=0.5)
     cpu, wall = time.process_time(), time.perf_counter()
-    train_run(model, data, DropoutRun(EPOCHS, LR, BATCH, dense_batches=dense_batches), seed=0)
+    train = TrainConfig(epochs=EPOCHS, lr=LR, bs=BATCH, precision="fp32")
+    train_run(model, data, DropoutRun(train, dense_batches=dense_batches), seed=0)
     return time.process_time() - cpu, time.perf_counter() - wall
 
 

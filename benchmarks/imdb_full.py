@@ -26,8 +26,11 @@ os.environ.setdefault("LESSONLIB_PROGRESS", "0")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from lessonlib.core import seed_everything  # noqa: E402
 from lessonlib.engine import distributed as ddp  # noqa: E402
 from lessonlib.engine.callbacks import Callback  # noqa: E402
+from lessonlib.engine.training import with_train  # noqa: E402
+from lessonlib.text.classifier import ClassifierConfig  # noqa: E402
 from lessonlib.text.classifier_data import ClassificationDataset, imdb_classifier_data  # noqa: E402
 from lessonlib.text.fine_tune import FineTuneConfig, classifier_learner, gradual_unfreezing  # noqa: E402
 from lessonlib.text.lm import trained_lm_path  # noqa: E402
@@ -132,7 +135,8 @@ def main():
         data.train = subset(data.train, args.check * args.bs * world, args.seed)
         data.test = subset(data.test, 4 * args.bs * world, args.seed)
     timer = TrainTimer(lambda batch: int((batch[0] != vocab.pad_id).sum()))
-    cfg = FineTuneConfig(bs=args.bs, max_len=args.max_len)
+    cfg = with_train(FineTuneConfig(model=ClassifierConfig(max_len=args.max_len)), bs=args.bs)
+    seed_everything(args.seed)
     learn = classifier_learner(lm_file, data, cfg, pretrained=True, seed=args.seed, callbacks=[timer])
     gradual_unfreezing(learn, lrs, epochs, factor=1.0, show=main_proc)  # one LR for every layer group
     test_acc = float(learn.evaluate(data.test_loader(args.bs))["acc"])  # the test set, read once

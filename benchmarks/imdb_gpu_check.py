@@ -29,7 +29,6 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("LESSONLIB_PROGRESS", "0")
@@ -38,6 +37,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from imdb_full import TrainTimer, subset  # noqa: E402  (a sibling script: benchmarks/ is on sys.path)
 
+from lessonlib.engine.training import with_train  # noqa: E402
 from lessonlib.text.lm import LM_PRESETS  # noqa: E402
 
 PARTS = ("train", "unsup", "test")
@@ -90,13 +90,15 @@ def n_tokens(docs) -> int:
     return int(sum(len(d) for d in docs))
 
 
-def fit_lm(docs, valid_docs, vocab, cfg, epochs, seed, amp, callbacks=()):
-    """The notebook-04 LM recipe (lm_learner, one-cycle at cfg.lr) on these id arrays."""
+def fit_lm(docs, valid_docs, vocab, cfg, epochs, seed, callbacks=()):
+    """The notebook-04 LM recipe (lm_learner, one-cycle at cfg.train.lr) on these id arrays."""
+    from lessonlib.core import seed_everything
     from lessonlib.text.lm import LMData, lm_learner
 
     data = LMData([], [], vocab, docs, valid_docs)
-    learn = lm_learner(data, "awd", cfg, seed=seed, amp=amp, callbacks=callbacks)
-    learn.fit(epochs, cfg.lr)
+    seed_everything(seed)
+    learn = lm_learner(data, "awd", cfg, seed=seed, callbacks=callbacks)
+    learn.fit(epochs, cfg.train.lr)
     return learn
 
 
@@ -128,16 +130,16 @@ def run(args, work: Path) -> None:
     clf = ClassifierData(vocab, ClassificationDataset(*parts["train"]), ClassificationDataset(*parts["test"]))
     clf_train_tokens, clf_test_tokens = int(clf.train.lengths.sum()), int(clf.test.lengths.sum())
     preset = LM_PRESETS[args.preset]
-    cfg = replace(preset, bs=args.lm_bs or preset.bs, lr=args.lm_lr or preset.lr)
+    cfg = with_train(preset, bs=args.lm_bs or preset.train.bs, lr=args.lm_lr or preset.train.lr,
+                     precision="auto")  # bf16 autocast on CUDA
     print(f"data loaded in {time.perf_counter() - start:.1f}s: vocab {len(vocab):,}; "
           f"LM {len(lm_train):,} train reviews ({n_tokens(lm_train):,} tokens), valid {len(lm_valid):,}; "
           f"classifier {len(clf.train):,} "
           f"train / {len(clf.test):,} test reviews ({clf_train_tokens:,} / {clf_test_tokens:,} tokens)")
 
     # 1. measured rates (skipped with --lm-epochs): the LM at the recipe's bs and at ours, the classifier
-    amp = None  # None: bf16 autocast on CUDA
     if args.lm_epochs is None:
-        amp, rates = measure_rates(args, cfg, preset, vocab, lm_train, lm_valid, clf, work)
+        cfg, rates = measure_rates(args, cfg, preset, vocab, lm_train, lm_valid, clf, work)
         record(**rates)
         train_rate, eval_rate = rates["clf_train_tokens_per_s"], rates["clf_eval_tokens_per_s"]
         # epochs in all-layers units (a head-only epoch runs the encoder forward only); one test pass each
@@ -155,7 +157,7 @@ def run(args, work: Path) -> None:
         if lm_seconds < 30:
             raise SystemExit(f"only {lm_seconds:.0f}s left for the LM: give more --minutes")
         order = np.random.default_rng(args.seed).permutation(len(lm_train))
-        budget_tokens = rates["lm_tokens_per_s"][cfg.bs] * lm_seconds / 1.05  # the valid pass
+        budget_tokens = rates["lm_tokens_per_s"][cfg.train.bs] * lm_seconds / 1.05  # the valid pass
         epochs = max(1, int(budget_tokens // n_tokens(lm_train)))
         docs = lm_train if epochs > 1 else first_tokens([lm_train[i] for i in order], budget_tokens)
         print(f"{lm_seconds:.0f}s left for the LM", end="; ")
@@ -163,8 +165,8 @@ def run(args, work: Path) -> None:
         epochs, docs = args.lm_epochs, lm_train
     print(f"LM: {epochs} epoch(s) of {len(docs):,} reviews ({n_tokens(docs):,} tokens, "
           f"{n_tokens(docs) / n_tokens(lm_train):.0%} of the LM's training set), "
-          f"bs {cfg.bs}, lr {cfg.lr:g}")
-    learn = fit_lm(docs, lm_valid, vocab, cfg, epochs, args.seed, amp)
+          f"bs {cfg.train.bs}, lr {cfg.train.lr:g}")
+    learn = fit_lm(docs, lm_valid, vocab, cfg, epochs, args.seed)
     record(lm_valid_perplexity=float(np.exp(learn.history["valid_loss"].iloc[-1])), lm_epochs=epochs,
            lm_train_tokens=n_tokens(docs) * epochs)
     print(f"LM valid perplexity {results['lm_valid_perplexity']:.1f} "
@@ -175,8 +177,9 @@ def run(args, work: Path) -> None:
 
     # 3. fine-tuning from the LM (ULMFiT stages by default) and, with --scratch-epochs, from scratch
     t = time.perf_counter()
-    tuned = FineTuneConfig(bs=args.bs)
-    learn = classifier_learner(lm_file, clf, tuned, pretrained=True, seed=args.seed, amp=amp)
+    tuned = with_train(FineTuneConfig(), bs=args.bs, precision=cfg.train.precision)
+    seed_everything(args.seed)
+    learn = classifier_learner(lm_file, clf, tuned, pretrained=True, seed=args.seed)
     gradual_unfreezing(learn, args.lrs, args.stages, factor=args.factor)
     test_acc = float(learn.evaluate(clf.test_loader(args.bs))["acc"])  # the test set, read once
     print(f"LM-initialised classifier fine-tuned in {time.perf_counter() - t:.0f}s: "
@@ -184,8 +187,8 @@ def run(args, work: Path) -> None:
     record(test_accuracy=test_acc)
     if args.scratch_epochs:
         t = time.perf_counter()
-        scratch = FineTuneConfig(bs=args.bs)
-        learn = classifier_learner(lm_file, clf, scratch, pretrained=False, seed=args.seed, amp=amp)
+        seed_everything(args.seed)
+        learn = classifier_learner(lm_file, clf, tuned, pretrained=False, seed=args.seed)
         learn.fit(args.scratch_epochs, args.scratch_lr)
         record(scratch_test_accuracy=float(learn.evaluate(clf.test_loader(args.bs))["acc"]),
                scratch_epochs=args.scratch_epochs)
@@ -198,25 +201,26 @@ def run(args, work: Path) -> None:
 
 
 def measure_rates(args, cfg, preset, vocab, lm_train, lm_valid, clf, work):
-    """(amp, rates): LM training tokens/s at the recipe's bs and at `cfg`'s (bf16 autocast, or fp32 if
-    that fails), and the classifier's training (all layers) and evaluation tokens/s."""
+    """(cfg, rates): LM training tokens/s at the recipe's bs and at `cfg`'s (bf16 autocast, or fp32 if
+    that fails: the returned `cfg` then trains in fp32), and the classifier's training (all layers) and
+    evaluation tokens/s."""
     from lessonlib.text.classifier_data import ClassifierData
     from lessonlib.text.fine_tune import FineTuneConfig, classifier_learner
     from lessonlib.text.lm import build_lm
     from lessonlib.text.saved import save_encoder
 
-    lm_rates, amp = {}, None
-    for bs in dict.fromkeys((preset.bs, cfg.bs)):
+    lm_rates = {}
+    for bs in dict.fromkeys((preset.train.bs, cfg.train.bs)):
         timer = TrainTimer(lambda b: b[1].numel(), warmup=15)
         probe = first_tokens(lm_train, 50 * bs * cfg.bptt)  # ~50 batches, the first 15 not timed
         try:
-            fit_lm(probe, lm_valid[:20], vocab, replace(cfg, bs=bs), 1, args.seed, amp, [timer])
+            fit_lm(probe, lm_valid[:20], vocab, with_train(cfg, bs=bs), 1, args.seed, [timer])
         except RuntimeError as e:  # a one-shot check should still report something: retry in fp32
-            if amp is False:
+            if cfg.train.precision == "fp32":
                 raise
             print(f"bf16 autocast failed ({e}); going on in fp32")
-            amp, timer = False, TrainTimer(lambda b: b[1].numel(), warmup=15)
-            fit_lm(probe, lm_valid[:20], vocab, replace(cfg, bs=bs), 1, args.seed, amp, [timer])
+            cfg, timer = with_train(cfg, precision="fp32"), TrainTimer(lambda b: b[1].numel(), warmup=15)
+            fit_lm(probe, lm_valid[:20], vocab, with_train(cfg, bs=bs), 1, args.seed, [timer])
         lm_rates[bs] = timer.rate
         print(f"LM bs {bs}: {timer.rate:,.0f} training tokens/s -> one epoch of the recipe's "
               f"{n_tokens(lm_train):,} tokens in {n_tokens(lm_train) / timer.rate:.0f}s")
@@ -224,13 +228,13 @@ def measure_rates(args, cfg, preset, vocab, lm_train, lm_valid, clf, work):
     small = ClassifierData(vocab, subset(clf.train, 40 * args.bs, seed=0),
                            subset(clf.test, 40 * args.bs, seed=0))
     timer = TrainTimer(lambda b: int((b[0] != vocab.pad_id).sum()), warmup=15)
-    learn = classifier_learner(untrained, small, FineTuneConfig(bs=args.bs), pretrained=False, seed=args.seed,
-                               callbacks=[timer], amp=amp)
-    learn.fit(1, FineTuneConfig.lr, show=False)
+    clf_cfg = with_train(FineTuneConfig(), bs=args.bs, precision=cfg.train.precision)
+    learn = classifier_learner(untrained, small, clf_cfg, pretrained=False, seed=args.seed, callbacks=[timer])
+    learn.fit(1, clf_cfg.train.lr, show=False)
     t = TrainTimer.now()
     learn.evaluate(small.test_loader(args.bs))
     eval_rate = int(small.test.lengths.sum()) / (TrainTimer.now() - t)
-    return amp, {"lm_tokens_per_s": lm_rates, "clf_train_tokens_per_s": timer.rate,
+    return cfg, {"lm_tokens_per_s": lm_rates, "clf_train_tokens_per_s": timer.rate,
                  "clf_eval_tokens_per_s": eval_rate}
 
 

@@ -17,6 +17,7 @@ os.environ.setdefault("LESSONLIB_PROGRESS", "0")
 
 import torch  # noqa: E402
 
+from lessonlib.engine.training import with_train  # noqa: E402
 from lessonlib.parallel import run_parallel  # noqa: E402
 from lessonlib.text.classifier_data import imdb_classifier_data  # noqa: E402
 from lessonlib.text.fine_tune import FineTuneConfig, classifier_run  # noqa: E402
@@ -34,7 +35,8 @@ def main() -> None:
     _, vocab = load_encoder(lm_file)
     data = imdb_classifier_data(vocab, "sample", max_tokens=300, n_valid=200, seed=42)
     jobs = [dict(lm_file=lm_file, data=data.subset(args.labels, seed=i), pretrained=i % 2 == 0, seed=i,
-                 cfg=FineTuneConfig(lr=1e-2 if i % 2 == 0 else 3e-3, epochs=args.epochs), validate=False)
+                 cfg=with_train(FineTuneConfig(), lr=1e-2 if i % 2 == 0 else 3e-3, epochs=args.epochs),
+                 validate=False)
             for i in range(args.runs)]
     print(f"{args.runs} classifier runs of {args.labels} reviews x {args.epochs} epochs; {os.cpu_count()} "
           f"cores, torch threads {torch.get_num_threads()}", flush=True)

@@ -21,7 +21,9 @@ from gemm import gemm_peak
 from step_profile import step_profile
 from torch import nn
 
+from lessonlib.core import seed_everything
 from lessonlib.data import rossmann
+from lessonlib.engine.training import TrainConfig
 from lessonlib.layers import onednn_linear
 from lessonlib.tabular import features
 from lessonlib.tabular.experiment import SalesConfig, fit_sales_model, lesson_style_rmspe, sales_learner
@@ -36,6 +38,15 @@ def matmul_flops(model: nn.Module, batch_rows: int, backward: bool = True) -> fl
     return 2.0 * macs * batch_rows * (3 if backward else 1)
 
 
+def sales_config(args, epochs: int) -> SalesConfig:
+    """The network and training of the command line's arguments (gradient clipping at 1.0)."""
+    model = TabularConfig(layers=args.layers, ps=args.ps, emb_drop=args.emb_drop,
+                          fast_layers=not args.plain_layers)
+    train = TrainConfig(epochs=epochs, lr=args.lr, bs=args.bs, wd=args.wd, clip=1.0,
+                        precision=args.amp or "auto")
+    return SalesConfig(model=model, train=train)
+
+
 def train_and_score(train, valid, args, label: str, n_seeds: int = 1) -> dict:
     """Train the lesson's network through the Learner (lessonlib.tabular.experiment) with seeds
     args.seed, args.seed + 1, ...; score each on `valid` and, with several, their ensemble (the mean of
@@ -46,8 +57,7 @@ def train_and_score(train, valid, args, label: str, n_seeds: int = 1) -> dict:
           f"batch {args.bs}, {args.epochs} epochs at lr {args.lr}, {n_seeds} seed(s)", flush=True)
     preds, seconds, flops, wall = [], 0.0, 0.0, time.perf_counter()
     for seed in range(args.seed, args.seed + n_seeds):
-        cfg = SalesConfig(epochs=args.epochs, lr=args.lr, batch_size=args.bs, layers=args.layers, ps=args.ps,
-                          emb_drop=args.emb_drop, amp=args.amp, wd=args.wd, fast_layers=not args.plain_layers)
+        cfg = sales_config(args, args.epochs)
         proc = TabularProcessor(features.CAT_NAMES, features.CONT_NAMES)
         run = fit_sales_model(train, valid, proc, cfg, seed=seed, device="cpu")
         pred, targets = run.predict(run.learn.valid_dl)
@@ -92,9 +102,9 @@ def throughput_probe(rows, args, rounds: int = 3, n_rows: int = 100_000) -> None
         print(f"[probe {r + 1}/{rounds}] {result['rows_per_s']:,.0f} rows/s, "
               f"matmul {result['gflops']:.1f} GFLOP/s; {peak_dtype(args)} GEMM peak {before:.1f} before / "
               f"{after:.1f} after -> {100 * result['gflops'] / peak:.0f}% of peak")
-    cfg = SalesConfig(epochs=1, lr=args.lr, batch_size=args.bs, layers=args.layers, ps=args.ps,
-                      emb_drop=args.emb_drop, amp=args.amp, wd=args.wd, fast_layers=not args.plain_layers)
+    cfg = sales_config(args, epochs=1)
     proc = TabularProcessor(features.CAT_NAMES, features.CONT_NAMES).fit(fit_rows)
+    seed_everything(args.seed)
     learn = sales_learner(fit_rows.head(20 * args.bs), valid.head(1024), proc, cfg, seed=args.seed,
                           device="cpu")
     learn.training = True
@@ -159,7 +169,7 @@ def main():
     parser.add_argument("--max-log-dev", type=float, default=0.7,
                         help="drop training days this far from their median in log Sales (reopening "
                              "days after a long closure: 1.4); 0 keeps all")
-    parser.add_argument("--wd", type=float, default=SalesConfig.wd, help="AdamW weight decay")
+    parser.add_argument("--wd", type=float, default=TrainConfig.wd, help="AdamW weight decay")
     parser.add_argument("--amp", choices=["bf16"], default=None,
                         help="bf16 autocast (the FLOP rate is then also quoted against the bf16 peak)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")

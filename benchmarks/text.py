@@ -92,22 +92,23 @@ def lm_step(model, loss_fn, opt, amp, cfg, x, y) -> None:
 def bench_lm(args) -> None:
     from lessonlib.core import seed_everything
     from lessonlib.engine.numerics import native_amp
+    from lessonlib.engine.training import with_train
     from lessonlib.text.awd_lstm import lm_loss
     from lessonlib.text.lm import LM_PRESETS, LMConfig, build_lm, lm_data
 
     device = torch.device(args.device)
     if args.recipe == "lesson":
-        cfg = LMConfig(emb_size=200, n_hid=500, n_layers=3, bs=64, bptt=70, drop_mult=0.5)
+        cfg = with_train(LMConfig(emb_size=200, n_hid=500, n_layers=3, bptt=70, drop_mult=0.5), bs=64)
     else:  # notebook 04's LM: its sizes, batch size, bptt and clipping
         cfg = LM_PRESETS[args.recipe]
     if args.bs:
-        cfg = replace(cfg, bs=args.bs)
+        cfg = with_train(cfg, bs=args.bs)
     if args.tokens:  # the same text whatever the batch size
-        args.batches = max(2, args.tokens // (cfg.bs * cfg.bptt))
+        args.batches = max(2, args.tokens // (cfg.train.bs * cfg.bptt))
     data = lm_data(args.size)
     V = len(data.vocab)
     print(f"\nLM training ({args.recipe} recipe): vocab {V:,}, emb {cfg.emb_size}, hidden {cfg.n_hid}, "
-          f"{cfg.n_layers} layers, bs {cfg.bs}, bptt {cfg.bptt}, drop_mult {cfg.drop_mult}; "
+          f"{cfg.n_layers} layers, bs {cfg.train.bs}, bptt {cfg.bptt}, drop_mult {cfg.drop_mult}; "
           f"{args.batches} training batches per variant, device {device}, "
           f"torch threads {torch.get_num_threads()}")
     fp32_rates = gemm_peaks(torch.float32, device=device)
@@ -172,7 +173,7 @@ def bench_lm(args) -> None:
         of_bf16 = f"{'-':>11s}" if math.isnan(bf16) else f"{gf / bf16:11.1%}"
         print(f"  {variant:18s} {tps:11,.0f} {gf:8.1f} {gf / fp32:11.1%} {of_bf16} {ppl:9.1f}", flush=True)
     print(f"  (valid ppl over {args.valid_batches} validation batches after {args.batches} training batches "
-          f"of {cfg.bs * cfg.bptt:,} tokens, lr {args.lr})")
+          f"of {cfg.train.bs * cfg.bptt:,} tokens, lr {args.lr})")
 
 
 def main():

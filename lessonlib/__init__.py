@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 _WHERE = {
     "lessonlib.engine.learner": ["Learner", "accuracy", "adamw"],
+    "lessonlib.engine.training": ["TrainConfig", "build_learner", "with_train"],
     "lessonlib.engine.callbacks": ["Callback", "CancelBatchException", "CancelEpochException",
                                    "CancelFitException", "GradientClip", "GradNorm"],
     "lessonlib.core": ["seed_everything", "default_device", "eval_mode", "banner"],

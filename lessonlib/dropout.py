@@ -2,8 +2,9 @@
 and Monte Carlo dropout at inference.
 
     y = dropout(x, p=0.5)                       # inverted dropout: zero a share p, scale the rest by 1/(1-p)
+    run = DropoutRun(TrainConfig(epochs=8, lr=3e-3, bs=250, precision="fp32"))
     hist = sweep(lambda p, hidden: MLP(n_in, hidden, p), data, {"p": [0, .5], "hidden": [16]}, seeds=[0, 1],
-                 run=DropoutRun(epochs=8, lr=3e-3))  # tidy DataFrame: one row per (p, hidden, seed, epoch)
+                 run=run)  # tidy DataFrame: one row per (p, hidden, seed, epoch)
     probs = mc_predict(model, dl, n_samples=50)  # (samples, rows, classes) with dropout left on
 """
 
@@ -11,7 +12,6 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -22,7 +22,8 @@ from torch import nn
 from lessonlib.bow import rows_loader
 from lessonlib.core import eval_outputs, progress, seed_everything
 from lessonlib.engine.callbacks import Callback
-from lessonlib.engine.learner import Learner, accuracy, adamw
+from lessonlib.engine.learner import Learner, accuracy
+from lessonlib.engine.training import TrainConfig, build_learner
 from lessonlib.layers.dropout_mask import check_p, dropout_mask
 
 
@@ -135,13 +136,11 @@ class EvalTrainLoss(Callback):
 
 @dataclass(frozen=True)
 class DropoutRun:
-    """How one of notebook 01's networks trains (`train_run`, `sweep`)."""
+    """How one of notebook 01's networks trains (`train_run`, `sweep`): `train` (its bs None: the whole
+    training set as one batch; notebook 01 trains in "fp32"), the schedule, loss and metrics."""
 
-    epochs: int
-    lr: float
-    batch_size: int | None = 250           # None: the whole training set as one batch
+    train: TrainConfig
     schedule: str = "constant"             # the LR schedule (see lessonlib.engine.schedule)
-    wd: float = 0.01                       # AdamW's decoupled weight decay
     loss_func: Callable = F.cross_entropy
     metrics: dict | None = None            # None: {"acc": accuracy}
     dense_batches: bool = False            # see `rows_loader`
@@ -157,13 +156,12 @@ def train_run(model: nn.Module, data: Sequence, run: DropoutRun, seed: int = 0,
         raise ValueError("data must be (X_train, y_train, X_valid, y_valid)")
     X_train, y_train, X_valid, y_valid = data
     dense = run.dense_batches
-    train_dl = rows_loader(X_train, y_train, run.batch_size, shuffle=True, seed=seed, dense_batches=dense)
+    train_dl = rows_loader(X_train, y_train, run.train.bs, shuffle=True, seed=seed, dense_batches=dense)
     train_eval_dl = rows_loader(X_train, y_train, batch_size=1024, dense_batches=dense)
     valid_dl = rows_loader(X_valid, y_valid, batch_size=1024, dense_batches=dense)
-    learn = Learner(model, (train_dl, valid_dl), run.loss_func, metrics=run.metrics or {"acc": accuracy},
-                    opt_func=partial(adamw, weight_decay=run.wd), callbacks=[EvalTrainLoss(train_eval_dl)],
-                    amp=False)
-    learn.fit(run.epochs, run.lr, schedule=run.schedule, show=show)
+    learn = build_learner(model, (train_dl, valid_dl), run.loss_func, run.train,
+                          metrics=run.metrics or {"acc": accuracy}, callbacks=[EvalTrainLoss(train_eval_dl)])
+    learn.fit(run.train.epochs, run.train.lr, schedule=run.schedule, show=show)
     return learn
 
 

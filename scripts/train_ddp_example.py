@@ -13,10 +13,13 @@ DDP-specific. The data come from the cache (or LESSONLIB_DATA_MIRROR), as in not
 
 import argparse
 
+from lessonlib.core import seed_everything
 from lessonlib.data import rossmann
 from lessonlib.engine.distributed import is_main
+from lessonlib.engine.training import TrainConfig
 from lessonlib.tabular import features
 from lessonlib.tabular.experiment import SalesConfig, sales_learner
+from lessonlib.tabular.model import TabularConfig
 from lessonlib.tabular.preprocess import TabularProcessor
 
 
@@ -32,11 +35,13 @@ def main():
     train, _ = features.build(rossmann(args.preset))
     fit_rows, valid = features.split(features.sales_rows(train), features.LESSON_VALID)
     proc = TabularProcessor(features.CAT_NAMES, features.CONT_NAMES).fit(fit_rows)
-    cfg = SalesConfig(epochs=args.epochs, lr=args.lr, batch_size=args.bs, layers=(256, 128), ps=(0.001, 0.01))
-    learn = sales_learner(fit_rows, valid, proc, cfg, seed=42)  # seeded: every process starts alike
-    learn.fit(cfg.epochs, cfg.lr, checkpoint=args.checkpoint)
+    cfg = SalesConfig(model=TabularConfig(layers=(256, 128), ps=(0.001, 0.01)),
+                      train=TrainConfig(epochs=args.epochs, lr=args.lr, bs=args.bs, clip=1.0))
+    seed_everything(42)  # every process starts from the same weights
+    learn = sales_learner(fit_rows, valid, proc, cfg, seed=42)
+    learn.fit(cfg.train.epochs, cfg.train.lr, checkpoint=args.checkpoint)
     if is_main():
-        steps = len(learn.recorder.batch_losses) // cfg.epochs
+        steps = len(learn.recorder.batch_losses) // cfg.train.epochs
         print(f"{len(fit_rows):,} training rows, {steps} steps an epoch in this process; "
               f"validation MSE of log sales {learn.history['valid_loss'].iloc[-1]:.4f}")
 

@@ -15,9 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from lessonlib.core import seed_everything
 from lessonlib.engine import distributed
 from lessonlib.engine.callbacks import Callback, GradientClip
 from lessonlib.engine.learner import Learner, accuracy
+from lessonlib.engine.training import TrainConfig
 
 PER_RANK_BS, WORLD = 8, 2
 
@@ -132,8 +134,10 @@ def lm_learner_at(bs):
     data = LMData(docs[:50], docs[50:], vocab, numericalize_docs(vocab, docs[:50]),
                   numericalize_docs(vocab, docs[50:]))
     # no dropout (each process would draw its own masks); AR/TAR and clipping stay on
-    cfg = LMConfig(emb_size=8, n_hid=12, n_layers=2, bs=bs, bptt=8, jitter=2, drop_mult=0.0, clip=0.3)
-    return lm_learner(data, "awd", cfg, seed=3, amp=False, callbacks=[Batches()])
+    cfg = LMConfig(emb_size=8, n_hid=12, n_layers=2, bptt=8, jitter=2, drop_mult=0.0,
+                   train=TrainConfig(epochs=2, lr=1e-2, bs=bs, clip=0.3, precision="fp32"))
+    seed_everything(3)
+    return lm_learner(data, "awd", cfg, seed=3, callbacks=[Batches()])
 
 
 def tabular_learner_at(bs):

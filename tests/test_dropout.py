@@ -24,6 +24,7 @@ from lessonlib.dropout import (
     train_run,
     uncertainty_table,
 )
+from lessonlib.engine.training import TrainConfig
 
 
 def nonzero_input(shape, seed=0):
@@ -113,7 +114,7 @@ def test_train_run_remeasures_the_training_loss_in_eval_mode():
     data = toy_data()
     torch.manual_seed(0)
     model = MLP(30, 8, p=0.5)
-    learn = train_run(model, data, DropoutRun(epochs=3, lr=1e-2, batch_size=20), seed=0)
+    learn = train_run(model, data, DropoutRun(TrainConfig(epochs=3, lr=1e-2, bs=20)), seed=0)
     hist = learn.history
     assert list(hist.columns[:3]) == ["epoch", "train_loss", "valid_loss"]
     assert hist["train_loss_eval"].notna().all() and hist["train_acc_eval"].between(0, 1).all()
@@ -127,7 +128,7 @@ def test_train_run_remeasures_the_training_loss_in_eval_mode():
 def test_sweep_is_tidy_and_reproducible():
     data, test = toy_data(), toy_data(seed=1)[2:]
     kw = dict(data=data, grid={"p": [0.0, 0.5], "hidden": [4]}, seeds=[0, 1],
-              run=DropoutRun(epochs=2, lr=1e-2, batch_size=30), test=test)
+              run=DropoutRun(TrainConfig(epochs=2, lr=1e-2, bs=30)), test=test)
     make = lambda p, hidden: MLP(30, hidden, p)
     models = {}
     hist = sweep(make, models=models, **kw)
@@ -144,9 +145,9 @@ def test_sweep_is_tidy_and_reproducible():
 
 def test_sweep_checks_its_grid():
     with pytest.raises(ValueError, match="grid"):
-        sweep(MLP, toy_data(), {"p": []}, seeds=[0], run=DropoutRun(epochs=1, lr=1e-2))
+        sweep(MLP, toy_data(), {"p": []}, seeds=[0], run=DropoutRun(TrainConfig(epochs=1, lr=1e-2, bs=None)))
     with pytest.raises(ValueError, match="seed"):
-        sweep(MLP, toy_data(), {"p": [0]}, seeds=[], run=DropoutRun(epochs=1, lr=1e-2))
+        sweep(MLP, toy_data(), {"p": [0]}, seeds=[], run=DropoutRun(TrainConfig(epochs=1, lr=1e-2, bs=None)))
 
 
 def test_run_summary_and_mean_std():

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 
 from lessonlib.engine.callbacks import GradientClip
 from lessonlib.engine.learner import Learner, accuracy
+from lessonlib.engine.training import with_train
 from lessonlib.text.classifier import (
     ClassifierConfig,
     classifier_from_lm,
@@ -27,6 +28,10 @@ from lessonlib.text.fine_tune import (
 PAD = 1
 
 
+def tuning(model: ClassifierConfig | None = None, recipe: str = "every layer", **train) -> FineTuneConfig:
+    """A FineTuneConfig of `model` (None: the default) and `recipe` whose training differs from the
+    default by `train`."""
+    return with_train(FineTuneConfig(model=model or ClassifierConfig(), recipe=recipe), **train)
 
 
 def test_discriminative_lrs_divide_by_2_6_per_group():
@@ -72,15 +77,15 @@ def test_train_classifier_validates_on_the_valid_split_and_never_reads_test(tmp_
     path, _ = saved_lm_encoder(tmp_path)
     data = toy_data()
     data.test = None  # any use of the test set would fail
-    learn = train_classifier(path, data, FineTuneConfig(epochs=2, bs=8, bptt=4), pretrained=True, seed=0,
-                             show=False)
+    cfg = tuning(model=ClassifierConfig(bptt=4), epochs=2, bs=8)
+    learn = train_classifier(path, data, cfg, pretrained=True, seed=0, show=False)
     assert len(learn.history) == 2 and learn.history["acc"].notna().all()
     assert learn.history["acc"].iloc[-1] == pytest.approx(learn.evaluate()["acc"])
-    quick = dict(cfg=FineTuneConfig(epochs=1, bs=8), pretrained=False, seed=0, show=False)
+    quick = dict(cfg=tuning(epochs=1, bs=8), pretrained=False, seed=0, show=False)
     learn = train_classifier(path, toy_data(valid=False), **quick)
     assert learn.valid_dl is None and len(learn.history) == 1
     assert train_classifier(path, toy_data(), validate=False, **quick).valid_dl is None
-    ulmfit = FineTuneConfig(recipe="ULMFiT", epochs=4, bs=8, bptt=4)
+    ulmfit = tuning(model=ClassifierConfig(bptt=4), recipe="ULMFiT", epochs=4, bs=8)
     staged = train_classifier(path, toy_data(), ulmfit, pretrained=True, seed=0, show=False)
     # every stage's epochs, numbered on, each with its stage
     assert staged.history["epoch"].tolist() == [0, 1, 2, 3]
@@ -97,7 +102,7 @@ def test_train_classifier_starts_from_the_lm_or_from_scratch(tmp_path, toy_data,
             seen[len(seen)] = learn.model.encoder.embedding.weight.detach().clone()
 
     for pretrained in (True, False):
-        train_classifier(path, toy_data(), FineTuneConfig(epochs=1, bs=8), pretrained=pretrained, seed=0,
+        train_classifier(path, toy_data(), tuning(epochs=1, bs=8), pretrained=pretrained, seed=0,
                          show=False, callbacks=[FirstWeights()])
     assert torch.equal(seen[0], enc.embedding.weight) and not torch.equal(seen[1], enc.embedding.weight)
 
@@ -113,7 +118,7 @@ def test_train_classifier_passes_the_recipes_lr_factor_to_every_layer_group(tmp_
             lrs = [g["lr"] for g in learn.opt.param_groups]
             peaks[:] = lrs if not peaks else [max(a, b) for a, b in zip(peaks, lrs, strict=True)]
 
-    cfg = FineTuneConfig(recipe=recipe, lr=1e-2, epochs=3, bs=4, bptt=4)
+    cfg = tuning(model=ClassifierConfig(bptt=4), recipe=recipe, lr=1e-2, epochs=3, bs=4)
     train_classifier(path, toy_data(8), cfg, pretrained=True, seed=0, show=False, callbacks=[PeakLRs()])
     ratios = [b / a for a, b in zip(peaks[:-1], peaks[1:], strict=True)]
     if recipe == "every layer":
@@ -127,7 +132,7 @@ def test_classifier_run_returns_history_one_test_score_and_weights_on_request(tm
                                                                               saved_lm_encoder):
     path, _ = saved_lm_encoder(tmp_path)
     data = toy_data()
-    run = classifier_run(path, data, FineTuneConfig(epochs=2, bs=8), True, seed=0, keep_weights=True)
+    run = classifier_run(path, data, tuning(epochs=2, bs=8), True, seed=0, keep_weights=True)
     assert len(run["history"]) == 2 and run["history"]["acc"].notna().all()
     model = classifier_from_lm(path, pretrained=False)
     model.load_state_dict(run["weights"])
@@ -137,8 +142,8 @@ def test_classifier_run_returns_history_one_test_score_and_weights_on_request(tm
     assert run["test_acc"] == pytest.approx(right, abs=1.01 / 16)
     assert sorted(index.tolist()) == list(range(len(data.test)))
     assert torch.equal(targets, torch.as_tensor(data.test.labels[index]))
-    assert "weights" not in classifier_run(path, data, FineTuneConfig(epochs=1, bs=8), False, seed=0)
-    staged = classifier_run(path, data, FineTuneConfig(recipe="ULMFiT", epochs=3, bs=8), True, seed=0)
+    assert "weights" not in classifier_run(path, data, tuning(epochs=1, bs=8), False, seed=0)
+    staged = classifier_run(path, data, tuning(recipe="ULMFiT", epochs=3, bs=8), True, seed=0)
     assert len(staged["history"]) == 3 and staged["history"]["stage"].tolist() == list(STAGES)
 
 
@@ -147,7 +152,7 @@ def test_a_classifier_trained_by_train_classifier_reloads_with_its_config(tmp_pa
     from lessonlib.text.classifier import load_classifier, save_classifier
 
     path, _ = saved_lm_encoder(tmp_path)
-    cfg = FineTuneConfig(epochs=1, bs=8, bptt=4, max_len=30, drop_mult=0.5)
+    cfg = tuning(model=ClassifierConfig(bptt=4, max_len=30, drop_mult=0.5), epochs=1, bs=8)
     learn = train_classifier(path, toy_data(), cfg, pretrained=True, seed=0, show=False)
     again = load_classifier(save_classifier(tmp_path / "clf.pt", learn.model, path))
     assert again.config == ClassifierConfig(drop_mult=0.5, bptt=4, max_len=30)

@@ -9,18 +9,24 @@ import pytest
 import torch
 
 from lessonlib.engine.callbacks import GradientClip
+from lessonlib.engine.training import TrainConfig
 from lessonlib.tabular import features
 from lessonlib.tabular.experiment import SalesConfig, fit_sales_model, lesson_style_rmspe
 from lessonlib.tabular.loader import frame_loader
-from lessonlib.tabular.model import exp_rmspe, rmspe_log_scale
+from lessonlib.tabular.model import TabularConfig, exp_rmspe, rmspe_log_scale
 from lessonlib.tabular.preprocess import TabularProcessor
+
+
+def toy_config(epochs: int) -> SalesConfig:
+    return SalesConfig(model=TabularConfig(layers=(8,), ps=(0.0,)),
+                       train=TrainConfig(epochs=epochs, lr=1e-2, bs=4, clip=1.0))
 
 
 @pytest.fixture
 def small_run(tmp_path, write_tables):
     train, _ = features.build(write_tables(tmp_path))
     fit, valid = features.split(features.sales_rows(train), ("2015-07-29", "2015-07-31"))
-    cfg = SalesConfig(epochs=2, lr=1e-2, batch_size=4, layers=(8,), ps=(0.0,))
+    cfg = toy_config(epochs=2)
     cats, conts = ["Store", "DayOfWeek"], ["trend", "Promo"]
     run = fit_sales_model(fit, valid, TabularProcessor(cats, conts), cfg, show=False, device="cpu")
     return run, fit, valid
@@ -57,7 +63,7 @@ def test_fit_sales_model_predicts_finite_sales(small_run):
 def test_fit_sales_model_fits_the_rmspe_scale_on_training_rows_only(tmp_path, write_tables):
     train, _ = features.build(write_tables(tmp_path))
     fit, valid = features.split(features.sales_rows(train), ("2015-07-29", "2015-07-31"))
-    cfg = SalesConfig(epochs=2, lr=1e-2, batch_size=4, layers=(8,), ps=(0.0,))
+    cfg = toy_config(epochs=2)
     kw = dict(show=False, device="cpu", seed=3)
     cats, conts = ["Store", "DayOfWeek"], ["trend", "Promo"]
     plain = fit_sales_model(fit, valid, TabularProcessor(cats, conts), replace(cfg, rmspe_scale=False), **kw)
@@ -75,7 +81,7 @@ def test_fit_sales_model_fits_the_rmspe_scale_on_training_rows_only(tmp_path, wr
 def test_fit_sales_model_caps_predictions_per_store_from_training_rows(tmp_path, write_tables):
     train, _ = features.build(write_tables(tmp_path))
     fit, valid = features.split(features.sales_rows(train), ("2015-07-29", "2015-07-31"))
-    cfg = SalesConfig(epochs=1, lr=1e-2, batch_size=4, layers=(8,), ps=(0.0,))
+    cfg = toy_config(epochs=1)
     kw = dict(show=False, device="cpu")
     columns = ["Store", "DayOfWeek"], ["trend", "Promo"]
     run = fit_sales_model(fit, valid, TabularProcessor(*columns), cfg, **kw)

@@ -3,6 +3,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from lessonlib.engine.training import with_train
 from lessonlib.text import lm
 from lessonlib.text.awd_lstm import AWDLSTM, AWDConfig
 from lessonlib.text.saved import SavedModelError, save_encoder
@@ -19,7 +20,7 @@ def test_lm_path_lives_in_the_data_cache(tmp_path, monkeypatch):
 def test_lm_path_changes_with_the_recipe(tmp_path, monkeypatch):
     monkeypatch.setenv("LESSONLIB_DATA", str(tmp_path))
     before = lm.lm_path("sample")
-    monkeypatch.setitem(lm.LM_PRESETS, "sample", replace(lm.LM_PRESETS["sample"], epochs=99))
+    monkeypatch.setitem(lm.LM_PRESETS, "sample", with_train(lm.LM_PRESETS["sample"], epochs=99))
     assert lm.lm_path("sample") != before
 
 

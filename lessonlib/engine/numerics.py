@@ -60,6 +60,20 @@ def training_amp(device=None):
     return "bf16" if forced == "bf16" else False
 
 
+PRECISION_CHOICES = ("auto", "native", "fp32", "bf16", "fp16")
+
+
+def precision_amp(precision: str, device=None):
+    """The Learner's `amp` for a `TrainConfig.precision`: "auto" = low precision on an accelerator
+    only (fp32 on a CPU), "native" = `training_amp` (also bf16 on a CPU that computes it natively;
+    `$LESSONLIB_PRECISION` overrides), "fp32", "bf16" or "fp16" = that precision everywhere."""
+    if precision not in PRECISION_CHOICES:
+        raise ValueError(f"precision={precision!r}: use one of {PRECISION_CHOICES}")
+    if precision == "native":
+        return training_amp(device)
+    return {"auto": None, "fp32": False, "bf16": "bf16", "fp16": "fp16"}[precision]
+
+
 def numerics_identity(device=None) -> dict:
     """What decides the training numbers here: device, CPU vendor and the ISA flags that pick kernels,
     training precision, torch threads and torch version. Equal identities give equal outputs."""

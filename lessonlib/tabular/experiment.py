@@ -2,7 +2,6 @@
 and exp-RMSPE on the validation rows. Used by notebook 03 and benchmarks/rossmann.py."""
 
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -10,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from lessonlib.core import seed_everything
-from lessonlib.engine.callbacks import GradientClip
-from lessonlib.engine.learner import Learner, adamw
+from lessonlib.engine.learner import Learner
+from lessonlib.engine.training import TrainConfig, build_learner
 from lessonlib.tabular.loader import TensorLoader, frame_loader
 from lessonlib.tabular.model import (
     LESSON_VALID_BS,
@@ -28,18 +27,15 @@ from lessonlib.tabular.preprocess import TabularProcessor
 
 
 @dataclass(frozen=True, kw_only=True)
-class SalesConfig(TabularConfig):
-    """One Rossmann run: the network's shape (the `TabularConfig` fields) and how it trains and
-    predicts. `dataclasses.replace(cfg, one_hot=True)` makes a variant."""
+class SalesConfig:
+    """One Rossmann run: the network's shape, how it trains, and how its predictions are finished.
+    `dataclasses.replace(cfg, model=replace(cfg.model, one_hot=True))` makes a variant."""
 
-    epochs: int
-    lr: float
-    batch_size: int = 512
-    wd: float = 0.01                       # AdamW's decoupled weight decay
-    clip: float | None = 1.0               # max global gradient norm (None: no clipping)
+    model: TabularConfig = TabularConfig()
+    train: TrainConfig                     # clip 1.0 keeps rare inputs off the sigmoid's ceiling (see
+                                           # fit_sales_model); precision "auto": fp32 on a CPU
     cap_by: str | None = "Store"           # cap predictions per value of this column (None: no cap)
     rmspe_scale: bool = True               # the RMSPE-optimal output factor, fitted on training rows
-    amp: str | bool | None = None          # autocast, as the Learner's `amp`
 
 
 @dataclass
@@ -57,26 +53,23 @@ class Run:
 
 def sales_learner(train: pd.DataFrame, valid: pd.DataFrame, proc: TabularProcessor, cfg: SalesConfig,
                   seed: int = 42, device=None) -> Learner:
-    """The untrained network of `cfg` in a Learner over the processor-coded rows (training rows
-    shuffled with `seed`; torch seeded first, so the same seed gives the same start): what
-    `fit_sales_model` trains, and what to run the LR finder on before choosing `cfg.lr`."""
-    seed_everything(seed)
-    train_dl = frame_loader(proc, train, batch_size=cfg.batch_size, shuffle=True, seed=seed)
+    """The untrained network of `cfg` in a Learner over the processor-coded rows, the training rows
+    shuffled with `seed`: what `fit_sales_model` trains, and what to run the LR finder on before
+    choosing the LR. The weights start from torch's RNG: seed it first (`seed_everything`)."""
+    train_dl = frame_loader(proc, train, batch_size=cfg.train.bs, shuffle=True, seed=seed)
     valid_dl = frame_loader(proc, valid, batch_size=4096)
     log_y = np.log(train["Sales"].to_numpy())
-    net = TabularModel(proc.cardinalities, len(proc.cont_names), cfg, y_range=y_range_for(log_y),
+    net = TabularModel(proc.cardinalities, len(proc.cont_names), cfg.model, y_range=y_range_for(log_y),
                        y_init=float(log_y.mean()))
-    return Learner(net, (train_dl, valid_dl), F.mse_loss,
-                   opt_func=partial(adamw, weight_decay=cfg.wd, fused=True),
-                   callbacks=[GradientClip(cfg.clip)], device=device, amp=cfg.amp)
+    return build_learner(net, (train_dl, valid_dl), F.mse_loss, cfg.train, device=device)
 
 
 def fit_sales_model(train: pd.DataFrame, valid: pd.DataFrame, proc: TabularProcessor, cfg: SalesConfig,
                     seed: int = 42, show: bool = True, device=None) -> Run:
-    """Fit the processing `proc` on `train` (unless it is fitted already), train the network on log(Sales)
-    with MSE and the one-cycle schedule, and score exp-RMSPE on `valid`.
+    """Seed torch with `seed`, fit the processing `proc` on `train` (unless it is fitted already), train
+    the network on log(Sales) with MSE and the one-cycle schedule, and score exp-RMSPE on `valid`.
 
-    `cfg.clip` bounds the gradient norm: without it a seed now and then pushes a rare input (the day
+    `cfg.train.clip` bounds the gradient norm: without it a seed now and then pushes a rare input (the day
     before or after a long closure) to the sigmoid's ceiling, and its predictions there (300k for a
     store selling 3k) never come back (benchmarks/README.md). Clipping makes that rarer, not
     impossible, so after training the predictions are also capped per value of `cfg.cap_by` at 22%
@@ -89,10 +82,11 @@ def fit_sales_model(train: pd.DataFrame, valid: pd.DataFrame, proc: TabularProce
     if cap_by is not None and cap_by not in proc.all_cat_names:
         raise ValueError(f"cap_by={cap_by!r} is not one of the categorical columns {proc.all_cat_names}; "
                          "name one of them, or pass cap_by=None for no cap")
+    seed_everything(seed)
     learn = sales_learner(train, valid, proc, cfg, seed, device)
     train_dl, valid_dl, net = learn.train_dl, learn.valid_dl, learn.model
     cap_input = None if cap_by is None else proc.all_cat_names.index(cap_by)
-    learn.fit(cfg.epochs, cfg.lr, show=show)
+    learn.fit(cfg.train.epochs, cfg.train.lr, show=show)
     log_cap = None if cap_by is None else log_ceilings(train_dl.cats[:, cap_input], train_dl.y,
                                                        proc.cardinalities[cap_input])
     model = ScaledCapped(net, 0.0, cap_input, log_cap).to(learn.device)  # get_preds sets eval mode

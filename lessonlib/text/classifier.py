@@ -9,7 +9,7 @@ scores a loader's reviews in eval mode, keeping each row's review index.
 
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -118,8 +118,10 @@ class TextClassifier(nn.Module):
                  config: ClassifierConfig = ClassifierConfig(), vocab=None,
                  classes: Sequence[str] = ("neg", "pos")):
         super().__init__()
-        # only the model's own fields: a config that extends it (a FineTuneConfig) would not reload
-        self.config = ClassifierConfig(**{f.name: getattr(config, f.name) for f in fields(ClassifierConfig)})
+        if not isinstance(config, ClassifierConfig):  # what save_classifier stores and load rebuilds
+            raise TypeError(f"config must be a ClassifierConfig, got {type(config).__name__} "
+                            "(a FineTuneConfig holds one as .model)")
+        self.config = config
         self.chunked = ChunkedEncoder(encoder, pad_idx, config.bptt, config.max_len)
         self.head = PoolingHead(d, len(classes))
         self.vocab, self.classes = vocab, list(classes)

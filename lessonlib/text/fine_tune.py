@@ -4,14 +4,12 @@ unfreezing with discriminative learning rates.
 """
 
 from dataclasses import dataclass
-from functools import partial
 
 import torch.nn.functional as F
 
 from lessonlib.core import seed_everything
-from lessonlib.engine.callbacks import GradientClip
-from lessonlib.engine.learner import Learner, accuracy, adamw
-from lessonlib.engine.numerics import training_amp
+from lessonlib.engine.learner import Learner, accuracy
+from lessonlib.engine.training import TrainConfig, build_learner
 from lessonlib.text.classifier import ClassifierConfig, classifier_from_lm
 from lessonlib.text.classifier_data import ClassifierData
 
@@ -59,16 +57,14 @@ FINE_TUNING = ("every layer", "ULMFiT")
 
 
 @dataclass(frozen=True, kw_only=True)
-class FineTuneConfig(ClassifierConfig):
-    """One classifier run of notebook 05: the model's settings (the `ClassifierConfig` fields) and
-    how it trains. `dataclasses.replace(cfg, lr=3e-3)` makes a variant."""
+class FineTuneConfig:
+    """One classifier run of notebook 05: the model's settings, how it trains (lr: the head's peak
+    LR) and the fine-tuning recipe. `dataclasses.replace(cfg, train=replace(cfg.train, lr=3e-3))`
+    makes a variant."""
 
+    model: ClassifierConfig = ClassifierConfig()
+    train: TrainConfig = TrainConfig(epochs=8, lr=1e-2, bs=32, clip=0.25, precision="native")
     recipe: str = "every layer"            # the schedule, one of FINE_TUNING (see `fine_tuning`)
-    lr: float = 1e-2                       # peak LR (the head's)
-    epochs: int = 8
-    bs: int = 32
-    clip: float | None = 0.25              # max global gradient norm (None: no clipping)
-    wd: float = 0.01                       # AdamW's decoupled weight decay
 
 
 def fine_tuning(recipe: str, lr: float, epochs: int) -> dict:
@@ -87,33 +83,33 @@ def fine_tuning(recipe: str, lr: float, epochs: int) -> dict:
 
 
 def classifier_learner(lm_file, data: ClassifierData, cfg: FineTuneConfig, pretrained: bool, seed: int,
-                       validate: bool = True, callbacks=(), amp=None) -> Learner:
-    """An untrained classifier of `cfg` in a Learner (AdamW, gradient clipping), validated after every
-    epoch on `data.valid` (if any, and `validate`); the test reviews are not touched (score them once:
-    `learn.evaluate(data.test_loader())`). The encoder starts from the LM saved at `lm_file`
-    (`pretrained`) or from fresh weights of the same architecture. `amp`: None = `training_amp()`
-    (bf16 where the hardware computes it natively, unless $LESSONLIB_PRECISION forces one)."""
-    seed_everything(seed)
-    model = classifier_from_lm(lm_file, cfg, pretrained=pretrained)
-    train_dl, valid_dl = data.loaders(cfg.bs, seed)
+                       validate: bool = True, callbacks=()) -> Learner:
+    """An untrained classifier of `cfg.model` in a Learner (`build_learner` with `cfg.train`),
+    validated after every epoch on `data.valid` (if any, and `validate`); the test reviews are not
+    touched (score them once: `learn.evaluate(data.test_loader())`). The encoder starts from the LM
+    saved at `lm_file` (`pretrained`) or from fresh weights of the same architecture, drawn from
+    torch's RNG: seed it first (`seed_everything`). `seed` orders the training batches."""
+    model = classifier_from_lm(lm_file, cfg.model, pretrained=pretrained)
+    train_dl, valid_dl = data.loaders(cfg.train.bs, seed)
     dls = (train_dl, valid_dl if validate else None)
-    return Learner(model, dls, F.cross_entropy, metrics={"acc": accuracy},
-                   opt_func=partial(adamw, weight_decay=cfg.wd, fused=True),
-                   callbacks=[*callbacks, GradientClip(cfg.clip)], amp=training_amp() if amp is None else amp)
+    return build_learner(model, dls, F.cross_entropy, cfg.train, metrics={"acc": accuracy},
+                         callbacks=callbacks)
 
 
 def train_classifier(lm_file, data: ClassifierData, cfg: FineTuneConfig, pretrained: bool, seed: int,
                      validate: bool = True, show: bool = True, callbacks=()) -> Learner:
-    """A `classifier_learner` trained with `cfg.recipe`'s schedule (`fine_tuning`) over `cfg.epochs`
-    at peak LR `cfg.lr`. Returns the Learner (`learn.history`: per-epoch validation loss and accuracy;
-    for ULMFiT with a `stage` column)."""
+    """Seed torch with `seed`, then train a `classifier_learner` with `cfg.recipe`'s schedule
+    (`fine_tuning`) over `cfg.train.epochs` at peak LR `cfg.train.lr`. Returns the Learner
+    (`learn.history`: per-epoch validation loss and accuracy; for ULMFiT with a `stage` column)."""
+    seed_everything(seed)
     learn = classifier_learner(lm_file, data, cfg, pretrained, seed, validate, callbacks)
-    plan = fine_tuning(cfg.recipe, cfg.lr, cfg.epochs)
+    train = cfg.train
+    plan = fine_tuning(cfg.recipe, train.lr, train.epochs)
     if plan["stages"] is not None:
         gradual_unfreezing(learn, *plan["stages"], factor=plan["factor"], show=show)
     else:
-        lrs = discriminative_lrs(cfg.lr, len(learn.layer_groups()), plan["factor"])
-        learn.fit(cfg.epochs, lrs, show=show)
+        lrs = discriminative_lrs(train.lr, len(learn.layer_groups()), plan["factor"])
+        learn.fit(train.epochs, lrs, show=show)
     return learn
 
 

@@ -16,8 +16,7 @@ import argparse
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass
-from functools import partial
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +24,9 @@ import numpy as np
 from lessonlib.core import seed_everything
 from lessonlib.data import imdb_reviews
 from lessonlib.engine import distributed as ddp
-from lessonlib.engine.callbacks import GradientClip
-from lessonlib.engine.learner import Learner, accuracy, adamw
-from lessonlib.engine.numerics import training_amp
+from lessonlib.engine.learner import Learner, accuracy
+from lessonlib.engine.numerics import PRECISION_CHOICES
+from lessonlib.engine.training import TrainConfig, build_learner
 from lessonlib.text.awd_lstm import AWDConfig, awd_lstm_lm, lm_loss, plain_lstm_lm
 from lessonlib.text.lm_callbacks import ResetState, RNNRegularizer
 from lessonlib.text.lm_loader import LMLoader
@@ -39,8 +38,8 @@ from lessonlib.text.vocab import Vocab, numericalize_docs
 
 @dataclass(frozen=True)
 class LMConfig:
-    """One LM recipe: which texts, the model's sizes, how it trains. A typo in a field is an error;
-    `dataclasses.replace(cfg, lr=3e-3)` makes a variant."""
+    """One LM recipe: which texts, the model's sizes, how it trains (`train`). A typo in a field is an
+    error; `dataclasses.replace(cfg, train=replace(cfg.train, lr=3e-3))` makes a variant."""
 
     archive: str = "full"                    # the IMDB archive whose train + unsup reviews the LM reads
     train_reviews: int | None = None         # a seeded subset of them to train on (None: all)
@@ -52,13 +51,10 @@ class LMConfig:
     max_size: int = 60_000                   # the most frequent this many of them
     w2v_epochs: int = 0                      # word2vec epochs for the embedding's start (0: random)
     adaptive_cutoffs: tuple | None = None    # adaptive softmax cluster bounds (None: full softmax)
-    bs: int = 64
     bptt: int = 70                           # tokens per sequence (varied by about `jitter`)
-    epochs: int = 10
-    lr: float = 5e-3
     drop_mult: float = 0.7                   # scales every AWD-LSTM dropout
-    wd: float = 0.01
-    clip: float | None = 0.3                 # max global gradient norm (None: no clipping)
+    # bs sequences a batch (per process under torchrun); precision "native": bf16 where the CPU has it
+    train: TrainConfig = TrainConfig(epochs=10, lr=5e-3, bs=64, clip=0.3, precision="native")
     alpha: float = 2.0                       # activation regularisation (AR)
     beta: float = 1.0                        # temporal activation regularisation (TAR)
     jitter: int = 5
@@ -73,8 +69,8 @@ class LMConfig:
 # 2018 lesson's recipe, for a GPU
 LM_PRESETS = {
     "sample": LMConfig(train_reviews=20_000, valid_reviews=1_000, emb_size=128, n_hid=384, n_layers=2,
-                       max_size=30_000, w2v_epochs=5, adaptive_cutoffs=(2000, 8000), bs=128, bptt=50,
-                       epochs=1, lr=0.01, drop_mult=0.3),
+                       max_size=30_000, w2v_epochs=5, adaptive_cutoffs=(2000, 8000), bptt=50, drop_mult=0.3,
+                       train=TrainConfig(epochs=1, lr=0.01, bs=128, clip=0.3, precision="native")),
     "full": LMConfig(),
 }
 VALID_FRACTION = 0.1
@@ -128,8 +124,8 @@ class LMData:
     def loaders(self, cfg: LMConfig, seed: int = 0):
         """(train loader: shuffled each epoch, jittered lengths; valid loader: in order, fixed bptt), at
         `cfg`'s batch size (per process under torchrun, where the Learner shards them), bptt and jitter."""
-        train = LMLoader(self.train_ids, cfg.bs, cfg.bptt, shuffle=True, jitter=cfg.jitter, seed=seed)
-        valid = LMLoader(self.valid_ids, cfg.bs, cfg.bptt)
+        train = LMLoader(self.train_ids, cfg.train.bs, cfg.bptt, shuffle=True, jitter=cfg.jitter, seed=seed)
+        valid = LMLoader(self.valid_ids, cfg.train.bs, cfg.bptt)
         return train, valid
 
     def token_counts(self) -> np.ndarray:
@@ -179,22 +175,22 @@ def perplexity(loss: float) -> float:
 
 
 def train_lm(data: LMData, kind: str, cfg: LMConfig, seed: int = 42, vectors=None, show: bool = True):
-    """An `lm_learner` (embedding from `vectors`) trained with the one-cycle schedule for cfg.epochs at
-    peak cfg.lr. Returns the Learner (history in `learn.history`). For other options, build the
-    Learner with `lm_learner` and call its `fit` yourself."""
+    """Seed torch with `seed`, then train an `lm_learner` (embedding from `vectors`) with the one-cycle
+    schedule as `cfg.train` says. Returns the Learner (history in `learn.history`). For other options,
+    seed, build the Learner with `lm_learner` and call its `fit` yourself."""
+    seed_everything(seed)
     learn = lm_learner(data, kind, cfg, seed, vectors=vectors)
-    learn.fit(cfg.epochs, cfg.lr, show=show)
+    learn.fit(cfg.train.epochs, cfg.train.lr, show=show)
     return learn
 
 
-def lm_learner(data: LMData, kind: str, cfg: LMConfig, seed: int = 42, amp=None, callbacks=(),
-               vectors=None, init_bias: bool = True) -> Learner:
-    """An untrained LM in a Learner: output bias at the unigram frequencies (unless `init_bias` is
-    False: as the layer initialises it, without them), embedding from `vectors`, AdamW, gradient
-    clipping at cfg.clip, hidden state reset each epoch, AR/TAR for "awd", plus any extra `callbacks`.
-    `amp`: None = `training_amp` (the native low precision, unless $LESSONLIB_PRECISION forces one).
+def lm_learner(data: LMData, kind: str, cfg: LMConfig, seed: int = 42, callbacks=(), vectors=None,
+               init_bias: bool = True) -> Learner:
+    """An untrained LM in a Learner (`build_learner` with `cfg.train`): output bias at the unigram
+    frequencies (unless `init_bias` is False: as the layer initialises it, without them), embedding
+    from `vectors`, hidden state reset each epoch, AR/TAR for "awd", plus any extra `callbacks`; `seed`
+    orders the training batches. The weights start from torch's RNG: seed it first (`seed_everything`).
     What `train_lm` trains, and what to run the LR finder on."""
-    seed_everything(seed)
     train_dl, valid_dl = data.loaders(cfg, seed)
     model = build_lm(kind, len(data.vocab), cfg)
     if init_bias:
@@ -204,14 +200,11 @@ def lm_learner(data: LMData, kind: str, cfg: LMConfig, seed: int = 42, amp=None,
     callbacks = [ResetState(), *callbacks]
     if kind == "awd":
         callbacks.append(RNNRegularizer(cfg.alpha, cfg.beta))
-    callbacks.append(GradientClip(cfg.clip))
     if cfg.adaptive_cutoffs:
         loss, metrics = model.decoder.loss, {}
     else:
         loss, metrics = lm_loss, {"acc": accuracy}
-    return Learner(model, (train_dl, valid_dl), loss, metrics=metrics,
-                   opt_func=partial(adamw, weight_decay=cfg.wd), callbacks=callbacks,
-                   amp=training_amp() if amp is None else amp)
+    return build_learner(model, (train_dl, valid_dl), loss, cfg.train, metrics=metrics, callbacks=callbacks)
 
 
 def trained_lm_path(size: str = "sample", retrain: bool = False, seed: int = 42,
@@ -238,14 +231,17 @@ def main(argv=None) -> None:
     p.add_argument("--size", default="full", choices=sorted(LM_PRESETS))
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--amp", default=None, help="None (bf16 where native), False, bf16 or fp16")
+    p.add_argument("--precision", default=None, choices=PRECISION_CHOICES,
+                   help="the preset's (native: bf16 where the hardware has it) unless given")
     args = p.parse_args(argv)
     cfg = LM_PRESETS[args.size]
+    cfg = replace(cfg, train=replace(cfg.train, epochs=args.epochs or cfg.train.epochs,
+                                     precision=args.precision or cfg.train.precision))
     data = lm_data(args.size)
-    amp = {"None": None, "False": False}.get(args.amp, args.amp)
     vectors = word_vectors(data, cfg, args.seed) if cfg.w2v_epochs else None
-    learn = lm_learner(data, "awd", cfg, seed=args.seed, amp=amp, vectors=vectors)
-    learn.fit(args.epochs or cfg.epochs, cfg.lr)
+    seed_everything(args.seed)
+    learn = lm_learner(data, "awd", cfg, seed=args.seed, vectors=vectors)
+    learn.fit(cfg.train.epochs, cfg.train.lr)
     if ddp.is_main():
         print("saved", save_encoder(lm_path(args.size), learn.model.encoder, data.vocab, learn.model.decoder))
 
