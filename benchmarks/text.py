@@ -80,17 +80,18 @@ def lm_flops_per_token(model, vocab_size: int, cluster_frac=None) -> float:
 
 def lm_step(model, loss_fn, opt, amp, cfg, x, y) -> None:
     """One training step as notebook 04's Learner takes it: loss plus AR/TAR (`ar_tar_penalty` with
-    cfg.alpha, cfg.beta), backward, clipping at cfg.clip, AdamW."""
+    cfg.alpha, cfg.beta), backward, clipping at cfg.train.clip, AdamW."""
     with amp:
         loss = loss_fn(model(x), y) + ar_tar_penalty(model, cfg.alpha, cfg.beta)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip)
     opt.step()
     opt.zero_grad(set_to_none=True)
 
 
 def bench_lm(args) -> None:
     from lessonlib.core import seed_everything
+    from lessonlib.engine.learner import adamw
     from lessonlib.engine.numerics import native_amp
     from lessonlib.engine.training import with_train
     from lessonlib.text.awd_lstm import lm_loss
@@ -137,7 +138,7 @@ def bench_lm(args) -> None:
         model = build_lm("awd", V, replace(cfg, adaptive_cutoffs=cutoffs if adaptive else None)).to(device)
         model.init_bias(data.token_counts())
         loss_fn = model.decoder.loss if adaptive else lm_loss
-        opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.01)
+        opt = adamw(model.parameters(), lr=args.lr, weight_decay=cfg.train.wd, fused=True)  # the Learner's
         amp = torch.autocast(device.type, dtype=torch.bfloat16) if "bf16" in variant else nullcontext()
         kernels = torch.backends.mkldnn.flags(enabled=False) if "native" in variant else nullcontext()
         train_dl, valid_dl = data.loaders(cfg, seed=0)

@@ -1,5 +1,8 @@
 """TrainConfig and build_learner: the one way every recipe builds its Learner."""
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +11,7 @@ import torch.nn.functional as F
 from lessonlib.core import seed_everything
 from lessonlib.dropout import MLP, DropoutRun, train_run
 from lessonlib.engine.callbacks import GradientClip
+from lessonlib.engine.learner import accuracy
 from lessonlib.engine.numerics import PRECISION_ENV, precision_amp
 from lessonlib.engine.training import TrainConfig, build_learner, with_train
 from lessonlib.text.classifier import ClassifierConfig, TextClassifier
@@ -96,3 +100,18 @@ def test_a_classifier_takes_its_model_config_not_the_run_config(saved_lm_encoder
     _, enc = saved_lm_encoder(tmp_path)
     with pytest.raises(TypeError, match="ClassifierConfig.*FineTuneConfig holds one as .model"):
         TextClassifier(enc, 8, 1, FineTuneConfig())
+
+
+def test_the_readme_example_builds_a_learner_that_trains_as_its_config_says(two_groups, loaders):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    example = re.search(r"```python\n(train = TrainConfig.*?)```", readme, re.S).group(1)
+    namespace = {"TrainConfig": TrainConfig, "seed_everything": seed_everything,
+                 "build_learner": build_learner, "with_train": with_train, "LM_PRESETS": LM_PRESETS, "F": F,
+                 "accuracy": accuracy, "model": two_groups(), "train_dl": loaders()[0],
+                 "valid_dl": loaders()[1]}
+    exec(example, namespace)
+    learn, train = namespace["learn"], namespace["train"]
+    assert clips(learn) == [train.clip] and learn.opt.defaults["fused"]
+    assert namespace["cfg"].train.lr == 3e-3
+    learn.fit(train.epochs, train.lr, show=False)
+    assert len(learn.history) == train.epochs
