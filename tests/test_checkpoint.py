@@ -68,6 +68,21 @@ def test_a_schedule_is_named_by_what_it_computes_not_where_it_lives():
     assert "0x" not in schedule_name(lambda pct: (1.0, 0.9))
 
 
+class Warmup:
+    """A schedule with settings: a callable instance."""
+
+    def __init__(self, pct_warm):
+        self.pct_warm = pct_warm
+
+    def __call__(self, pct):
+        return min(1.0, pct / self.pct_warm), 0.9
+
+
+def test_two_schedule_instances_with_other_settings_have_other_names():
+    assert schedule_name(Warmup(0.1)) == schedule_name(Warmup(0.1)) == "test_checkpoint.Warmup(pct_warm=0.1)"
+    assert schedule_name(Warmup(0.1)) != schedule_name(Warmup(0.3))  # a resume must not mix them
+
+
 def test_a_named_schedule_and_its_function_are_one_schedule():
     assert schedule_name(one_cycle) == schedule_name("one_cycle") == "one_cycle"
 

@@ -63,8 +63,14 @@ def test_lr_find_puts_back_the_mode_the_hidden_state_the_history_and_the_loader(
     learn.model.eval()
     state, history, epoch = learn.model.state.clone(), learn.history.copy(), learn.epoch
     gen_state = learn.train_dl.generator.get_state()
+    loop = {k: getattr(learn, k) for k in ("show", "n_iter", "iter", "batch", "y", "pred", "loss")}
     learn.lr_find(num_it=20, show=False)
     assert not learn.model.training and torch.equal(state, learn.model.state)
+    for name, before in loop.items():  # the last batch, its loss, the loop's position
+        after = getattr(learn, name)
+        same = all(map(torch.equal, before, after)) if name == "batch" else (
+            torch.equal(before, after) if isinstance(before, torch.Tensor) else before == after)
+        assert same, f"lr_find changed learn.{name}"
     assert learn.history.equals(history) and learn.epoch == epoch and not learn.training
     assert torch.equal(gen_state, learn.train_dl.generator.get_state())  # the next epoch's shuffle
     learn.model.train()

@@ -38,3 +38,11 @@ def test_shards_split_every_batch_in_training_and_every_row_once_in_validation()
     valid = TensorLoader(cats, conts, y, bs)
     rows = torch.cat([b[1] for r in range(world) for b in valid.shard(r, world, even=False)])
     assert torch.equal(rows, y)
+
+
+def test_a_training_shard_too_small_for_one_batch_per_process_is_an_error_that_names_the_fix():
+    cats, conts, y = torch.zeros(10, 1).long(), torch.zeros(10, 0), torch.arange(10).float()
+    loader = TensorLoader(cats, conts, y, batch_size=4)
+    assert len(loader.shard(0, 2)) == 1  # 8 of the 10 rows: one batch of 4 each
+    with pytest.raises(ValueError, match="10 rows cannot give each of 3 processes one batch of 4: lower"):
+        loader.shard(0, 3)

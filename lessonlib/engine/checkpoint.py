@@ -59,26 +59,19 @@ def set_loader_rngs(dl, states) -> None:
             g.bit_generator.state = state
 
 
-def save_checkpoint(learn, path) -> Path:
-    """Write everything a resumed fit needs to `path` (rank 0 only), via a temporary file and a
-    rename so a crash never leaves half a checkpoint."""
-    path = Path(path)
-    if ddp.is_main():
-        rec = learn.recorder
-        state = {"model": learn.model.state_dict(), "opt": learn.opt.state_dict(),
-                 "scaler": learn.scaler.state_dict() if learn.scaler.is_enabled() else None,
-                 "epoch": learn.epoch, "fit_args": learn.fit_args, "history": rec.rows,
-                 "batch_losses": rec.batch_losses, "epoch_ends": rec.epoch_ends, "rng": rng_states(),
-                 "loader_rng": get_loader_rngs(learn.train_dl)}
-        with atomic_write(path) as f:
-            torch.save(state, f)
-    ddp.barrier()
-    return path
+def training_state(learn) -> dict:
+    """What a fit changes and a resume needs, by reference (copy it to keep it): weights, optimizer,
+    scaler, position, history, and every random generator (global and the training loader's)."""
+    rec = learn.recorder
+    return {"model": learn.model.state_dict(), "opt": learn.opt.state_dict(),
+            "scaler": learn.scaler.state_dict() if learn.scaler.is_enabled() else None,
+            "epoch": learn.epoch, "fit_args": learn.fit_args, "history": rec.rows,
+            "batch_losses": rec.batch_losses, "epoch_ends": rec.epoch_ends, "rng": rng_states(),
+            "loader_rng": get_loader_rngs(learn.train_dl)}
 
 
-def load_checkpoint(learn, path) -> None:
-    """Restore into `learn` everything `save_checkpoint` wrote."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+def set_training_state(learn, state: dict) -> None:
+    """Put back into `learn` what `training_state` returned."""
     learn.model.load_state_dict(state["model"])
     learn.opt.load_state_dict(state["opt"])
     if state["scaler"] and learn.scaler.is_enabled():
@@ -88,3 +81,19 @@ def load_checkpoint(learn, path) -> None:
     rec.rows, rec.batch_losses, rec.epoch_ends = state["history"], state["batch_losses"], state["epoch_ends"]
     set_rng_states(state["rng"])
     set_loader_rngs(learn.train_dl, state["loader_rng"])
+
+
+def save_checkpoint(learn, path) -> Path:
+    """Write `training_state` to `path` (rank 0 only), via a temporary file and a rename so a crash
+    never leaves half a checkpoint."""
+    path = Path(path)
+    if ddp.is_main():
+        with atomic_write(path) as f:
+            torch.save(training_state(learn), f)
+    ddp.barrier()
+    return path
+
+
+def load_checkpoint(learn, path) -> None:
+    """Restore into `learn` everything `save_checkpoint` wrote."""
+    set_training_state(learn, torch.load(path, map_location="cpu", weights_only=True))

@@ -21,7 +21,7 @@ from lessonlib.engine.callbacks import (
     set_hypers,
     smoothed,
 )
-from lessonlib.engine.checkpoint import get_loader_rngs, rng_states, set_loader_rngs, set_rng_states
+from lessonlib.engine.checkpoint import set_training_state, training_state
 from lessonlib.plots import new_axes
 
 
@@ -58,31 +58,28 @@ def set_plain_state(saved: list) -> None:
             setattr(m, k, v)
 
 
+# the loop's own attributes that a fit sets: put back too, so the Learner reads as before the test
+LOOP_STATE = ("start_epoch", "training", "show", "n_iter", "iter", "batch", "y", "pred", "loss",
+              "valid_stats")
+
+
 def snapshot(learn) -> dict:
-    """Everything a fit changes in `learn`, copied: weights and buffers, each module's mode and plain
-    state, optimizer, gradient scaler, history, position and fit arguments, and every random generator
-    (global and the training loader's)."""
-    rec = learn.recorder
-    return copy.deepcopy({
-        "model": learn.model.state_dict(), "opt": learn.opt.state_dict(), "scaler": learn.scaler.state_dict(),
-        "recorder": (rec.rows, rec.batch_losses, rec.epoch_ends),
-        "position": (learn.epoch, learn.start_epoch, learn.fit_args),
-        "rng": rng_states(), "loaders": get_loader_rngs(learn.train_dl),
-    }) | {"modules": plain_state(learn.model)}
+    """Everything a fit changes in `learn`, copied: its `training_state` (weights, optimizer, scaler,
+    history, position, random generators), each module's mode and plain state, and the loop's
+    attributes (LOOP_STATE: the last batch, its loss, ...)."""
+    return {"training": copy.deepcopy(training_state(learn)), "modules": plain_state(learn.model),
+            "loop": {k: _copy(v) for k, v in vars(learn).items() if k in LOOP_STATE}}
 
 
 def restore(learn, saved: dict) -> None:
-    learn.model.load_state_dict(saved["model"])
-    set_plain_state(saved["modules"])
-    learn.opt.load_state_dict(saved["opt"])
+    set_training_state(learn, saved["training"])
     learn.opt.zero_grad(set_to_none=True)
-    if learn.scaler.is_enabled():
-        learn.scaler.load_state_dict(saved["scaler"])
-    rec = learn.recorder
-    rec.rows, rec.batch_losses, rec.epoch_ends = saved["recorder"]
-    learn.epoch, learn.start_epoch, learn.fit_args = saved["position"]
-    set_rng_states(saved["rng"])
-    set_loader_rngs(learn.train_dl, saved["loaders"])
+    set_plain_state(saved["modules"])
+    for k in LOOP_STATE:
+        if k in saved["loop"]:
+            setattr(learn, k, saved["loop"][k])
+        elif k in vars(learn):  # set by the test's fit only
+            delattr(learn, k)
 
 
 class LRFinder(Callback):

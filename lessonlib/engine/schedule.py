@@ -5,6 +5,7 @@ Imports nothing of ours.
 """
 
 import functools
+import inspect
 import math
 
 
@@ -44,7 +45,8 @@ def get_schedule(name):
 
 def schedule_name(schedule) -> str:
     """What a checkpoint records of a fit's schedule, the same in every process: its name, or a
-    callable's module and qualified name (a partial's with its arguments), never a memory address."""
+    callable's module and qualified name (a partial's with its arguments, an instance's with its
+    attributes), never a memory address."""
     if isinstance(schedule, str):
         return schedule
     named = [name for name, fn in SCHEDULES.items() if fn is schedule]
@@ -53,5 +55,8 @@ def schedule_name(schedule) -> str:
     if isinstance(schedule, functools.partial):
         args = [repr(a) for a in schedule.args] + [f"{k}={v!r}" for k, v in schedule.keywords.items()]
         return f"{schedule_name(schedule.func)}({', '.join(args)})"
-    name = getattr(schedule, "__qualname__", type(schedule).__qualname__)
-    return f"{getattr(schedule, '__module__', None) or type(schedule).__module__}.{name}"
+    if inspect.isroutine(schedule) or isinstance(schedule, type):
+        return f"{schedule.__module__}.{schedule.__qualname__}"
+    cls = type(schedule)  # an instance of a callable class: its settings tell two instances apart
+    state = ", ".join(f"{k}={v!r}" for k, v in sorted(getattr(schedule, "__dict__", {}).items()))
+    return f"{cls.__module__}.{cls.__qualname__}({state})"

@@ -37,6 +37,10 @@ class TensorLoader:
             lo, hi = rank * n // world, (rank + 1) * n // world
             return TensorLoader(self.cats[lo:hi], self.conts[lo:hi], self.y[lo:hi], self.batch_size,
                                 self.shuffle, self.generator, self.drop_last)
+        if len(self.y) < self.batch_size * world:
+            raise ValueError(f"{len(self.y)} rows cannot give each of {world} processes one batch of "
+                             f"{self.batch_size}: lower the batch size (it is per process) or use fewer "
+                             "processes")
         part = copy.copy(self)
         part.rank, part.world, part.drop_last = rank, world, True
         return part
