@@ -48,14 +48,20 @@ def plain_state(model) -> list:
     return [(m, m.training, {k: _copy(v) for k, v in _attributes(m).items()}) for m in model.modules()]
 
 
+def put_back(obj, saved: dict, names) -> None:
+    """Set each of `names` on `obj` to its value in `saved`; one that `saved` lacks (set since) is removed."""
+    for k in names:
+        if k in saved:
+            setattr(obj, k, saved[k])
+        elif k in vars(obj):
+            delattr(obj, k)
+
+
 def set_plain_state(saved: list) -> None:
     """Put back what `plain_state` saw, removing attributes set since."""
     for m, mode, attrs in saved:
         m.train(mode)
-        for k in set(_attributes(m)) - set(attrs):
-            delattr(m, k)
-        for k, v in attrs.items():
-            setattr(m, k, v)
+        put_back(m, attrs, set(_attributes(m)) | set(attrs))
 
 
 # the loop's own attributes that a fit sets: put back too, so the Learner reads as before the test
@@ -75,11 +81,7 @@ def restore(learn, saved: dict) -> None:
     set_training_state(learn, saved["training"])
     learn.opt.zero_grad(set_to_none=True)
     set_plain_state(saved["modules"])
-    for k in LOOP_STATE:
-        if k in saved["loop"]:
-            setattr(learn, k, saved["loop"][k])
-        elif k in vars(learn):  # set by the test's fit only
-            delattr(learn, k)
+    put_back(learn, saved["loop"], LOOP_STATE)
 
 
 class LRFinder(Callback):

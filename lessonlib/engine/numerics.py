@@ -63,13 +63,18 @@ def training_amp(device=None):
 PRECISION_CHOICES = ("auto", "native", "fp32", "bf16", "fp16")
 
 
+def check_precision(precision: str) -> str:
+    """`precision` if it is one of PRECISION_CHOICES, else a ValueError naming them."""
+    if precision not in PRECISION_CHOICES:
+        raise ValueError(f"precision={precision!r}: use one of {PRECISION_CHOICES}")
+    return precision
+
+
 def precision_amp(precision: str, device=None):
     """The Learner's `amp` for a `TrainConfig.precision`: "auto" = low precision on an accelerator
     only (fp32 on a CPU), "native" = `training_amp` (also bf16 on a CPU that computes it natively;
     `$LESSONLIB_PRECISION` overrides), "fp32", "bf16" or "fp16" = that precision everywhere."""
-    if precision not in PRECISION_CHOICES:
-        raise ValueError(f"precision={precision!r}: use one of {PRECISION_CHOICES}")
-    if precision == "native":
+    if check_precision(precision) == "native":
         return training_amp(device)
     return {"auto": None, "fp32": False, "bf16": "bf16", "fp16": "fp16"}[precision]
 

@@ -16,7 +16,7 @@ from functools import partial
 
 from lessonlib.engine.callbacks import GradientClip
 from lessonlib.engine.learner import Learner, adamw
-from lessonlib.engine.numerics import PRECISION_CHOICES, precision_amp
+from lessonlib.engine.numerics import check_precision, precision_amp
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,8 +32,7 @@ class TrainConfig:
     precision: str = "auto"                # see lessonlib.engine.numerics.precision_amp
 
     def __post_init__(self):
-        if self.precision not in PRECISION_CHOICES:
-            raise ValueError(f"precision={self.precision!r}: use one of {PRECISION_CHOICES}")
+        check_precision(self.precision)
 
 
 def build_learner(model, dls, loss_func, train: TrainConfig, metrics=None, callbacks=(),

@@ -59,8 +59,8 @@ FINE_TUNING = ("every layer", "ULMFiT")
 @dataclass(frozen=True, kw_only=True)
 class FineTuneConfig:
     """One classifier run of notebook 05: the model's settings, how it trains (lr: the head's peak
-    LR) and the fine-tuning recipe. `dataclasses.replace(cfg, train=replace(cfg.train, lr=3e-3))`
-    makes a variant."""
+    LR) and the fine-tuning recipe. `with_train(cfg, lr=3e-3)` makes a
+    variant."""
 
     model: ClassifierConfig = ClassifierConfig()
     train: TrainConfig = TrainConfig(epochs=8, lr=1e-2, bs=32, clip=0.25, precision="native")

@@ -16,7 +16,7 @@ import argparse
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from lessonlib.data import imdb_reviews
 from lessonlib.engine import distributed as ddp
 from lessonlib.engine.learner import Learner, accuracy
 from lessonlib.engine.numerics import PRECISION_CHOICES
-from lessonlib.engine.training import TrainConfig, build_learner
+from lessonlib.engine.training import TrainConfig, build_learner, with_train
 from lessonlib.text.awd_lstm import AWDConfig, awd_lstm_lm, lm_loss, plain_lstm_lm
 from lessonlib.text.lm_callbacks import ResetState, RNNRegularizer
 from lessonlib.text.lm_loader import LMLoader
@@ -39,7 +39,7 @@ from lessonlib.text.vocab import Vocab, numericalize_docs
 @dataclass(frozen=True)
 class LMConfig:
     """One LM recipe: which texts, the model's sizes, how it trains (`train`). A typo in a field is an
-    error; `dataclasses.replace(cfg, train=replace(cfg.train, lr=3e-3))` makes a variant."""
+    error; `with_train(cfg, lr=3e-3)` makes a variant."""
 
     archive: str = "full"                    # the IMDB archive whose train + unsup reviews the LM reads
     train_reviews: int | None = None         # a seeded subset of them to train on (None: all)
@@ -234,14 +234,12 @@ def main(argv=None) -> None:
     p.add_argument("--precision", default=None, choices=PRECISION_CHOICES,
                    help="the preset's (native: bf16 where the hardware has it) unless given")
     args = p.parse_args(argv)
-    cfg = LM_PRESETS[args.size]
-    cfg = replace(cfg, train=replace(cfg.train, epochs=args.epochs or cfg.train.epochs,
-                                     precision=args.precision or cfg.train.precision))
+    preset = LM_PRESETS[args.size]
+    cfg = with_train(preset, epochs=args.epochs or preset.train.epochs,
+                     precision=args.precision or preset.train.precision)
     data = lm_data(args.size)
     vectors = word_vectors(data, cfg, args.seed) if cfg.w2v_epochs else None
-    seed_everything(args.seed)
-    learn = lm_learner(data, "awd", cfg, seed=args.seed, vectors=vectors)
-    learn.fit(cfg.train.epochs, cfg.train.lr)
+    learn = train_lm(data, "awd", cfg, seed=args.seed, vectors=vectors)
     if ddp.is_main():
         print("saved", save_encoder(lm_path(args.size), learn.model.encoder, data.vocab, learn.model.decoder))
 
