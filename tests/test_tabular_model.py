@@ -6,6 +6,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lessonlib.layers.onednn_linear import OneDNNLinear
@@ -47,11 +48,17 @@ def test_model_shapes_and_output_range(batch):
     assert model.n_inputs == emb_size_lesson(5) + emb_size_lesson(3) + 2
 
 
-def test_one_hot_variant_is_frozen_identity():
-    model = TabularModel([5, 3], 2, TabularConfig(layers=(4,), ps=(0.0,), one_hot=True))
-    assert model.n_inputs == 5 + 3 + 2
-    assert not any(e.weight.requires_grad for e in model.embeds)
-    torch.testing.assert_close(model.embeds[0](torch.tensor([2]))[0], torch.eye(5)[2])
+def test_one_hot_variant_is_the_network_on_explicit_one_hot_vectors(batch):
+    """The one-hot network's first layer is nn.Linear on [one-hot codes, scaled continuous inputs]."""
+    torch.manual_seed(0)
+    model = TabularModel([5, 3], 2, TabularConfig(layers=(4,), ps=(0.0,), one_hot=True)).eval()
+    assert model.n_inputs == 5 + 3 + 2 and len(model.embeds) == 0
+    cats, conts = batch()
+    first = model.one_hot_input
+    hot = [F.one_hot(cats[:, 0], 5), F.one_hot(cats[:, 1], 3)]
+    explicit = torch.cat([*hot, model.bn_cont(conts)], 1).float()
+    hidden = model.layers(F.linear(explicit, first.weight, first.bias))
+    torch.testing.assert_close(model((cats, conts)), model.head(hidden).squeeze(1))
 
 
 def test_model_learns_a_category_effect(batch):

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lessonlib.layers.one_hot_linear import OneHotLinear
 from lessonlib.layers.onednn_linear import OneDNNLinear
 from lessonlib.layers.small_p_dropout import SmallPDropout
 
@@ -60,9 +61,10 @@ class TabularModel(nn.Module):
     `y_init` (e.g. the mean training target) starts the output there: the head's bias is set to give
     it and its weights start small, so the first epoch is not spent undoing a random offset.
 
-    With `config.one_hot` each category is fed as a one-hot vector instead (a frozen identity
-    "embedding" whose width is the number of codes), so the same network can be compared without
-    learned embeddings.
+    With `config.one_hot` each category is fed as a one-hot vector instead, so the same network can
+    be compared without learned embeddings: the first layer is then `OneHotLinear`, nn.Linear over the
+    [one-hot codes, continuous inputs] vector computed as a sum of one weight column per category
+    (no embeddings, no embedding dropout; its ReLU follows it unfused).
     """
 
     def __init__(self, cardinalities, n_cont: int, config: TabularConfig = TabularConfig(), sizes=None,
@@ -72,25 +74,26 @@ class TabularModel(nn.Module):
         if len(cfg.ps) != len(cfg.layers):
             raise ValueError(f"need one dropout probability per hidden layer: {len(cfg.layers)} layers, "
                              f"ps={cfg.ps}")
-        if cfg.one_hot:
-            sizes = list(cardinalities)
-        elif sizes is None:
+        if cfg.one_hot and not cfg.layers:
+            raise ValueError("one-hot inputs need a hidden layer (config.layers is empty)")
+        if sizes is None:
             sizes = emb_sizes(cardinalities, cfg.size_rule)
         if len(sizes) != len(cardinalities):
             raise ValueError(f"{len(sizes)} embedding sizes for {len(cardinalities)} categorical inputs")
-        self.embeds = nn.ModuleList(nn.Embedding(c, s) for c, s in zip(cardinalities, sizes, strict=True))
-        if cfg.one_hot:
-            for emb, c in zip(self.embeds, cardinalities, strict=True):
-                emb.weight.data.copy_(torch.eye(c))
-                emb.weight.requires_grad_(False)
         self.one_hot = cfg.one_hot
+        self.n_cats = len(cardinalities)
+        self.embeds = nn.ModuleList() if cfg.one_hot else nn.ModuleList(
+            nn.Embedding(c, s) for c, s in zip(cardinalities, sizes, strict=True))
         dropout = SmallPDropout if cfg.fast_layers else nn.Dropout
-        self.emb_drop = dropout(0.0 if cfg.one_hot else cfg.emb_drop)
+        self.emb_drop = None if cfg.one_hot else dropout(cfg.emb_drop)
         self.bn_cont = nn.BatchNorm1d(n_cont) if n_cont else None
         self.n_cont = n_cont
-        blocks, width = [], sum(sizes) + n_cont
-        for out, p in zip(cfg.layers, cfg.ps, strict=True):
-            if cfg.fast_layers:
+        self.one_hot_input = OneHotLinear(cardinalities, n_cont, cfg.layers[0]) if cfg.one_hot else None
+        blocks, width = [], self.n_inputs
+        for i, (out, p) in enumerate(zip(cfg.layers, cfg.ps, strict=True)):
+            if i == 0 and cfg.one_hot:  # the product is one_hot_input's
+                blocks += [nn.ReLU(), nn.BatchNorm1d(out), dropout(p)]
+            elif cfg.fast_layers:
                 blocks += [OneDNNLinear(width, out, relu=True), nn.BatchNorm1d(out), SmallPDropout(p)]
             else:
                 blocks += [nn.Linear(width, out), nn.ReLU(), nn.BatchNorm1d(out), nn.Dropout(p)]
@@ -114,16 +117,23 @@ class TabularModel(nn.Module):
 
     @property
     def n_inputs(self) -> int:
-        """Width of the input to the first Linear layer."""
+        """Width of the input to the first Linear layer (with one-hot codes: the number of codes)."""
+        if self.one_hot_input is not None:
+            return self.one_hot_input.in_features
         return sum(e.embedding_dim for e in self.embeds) + self.n_cont
 
     def forward(self, x):
         cats, conts = x
-        if cats.shape[1] != len(self.embeds):
-            raise ValueError(f"expected {len(self.embeds)} categorical columns, got {cats.shape[1]}")
-        h = self.emb_drop(self.embed(cats)) if self.embeds else conts.new_zeros(len(conts), 0)
+        if cats.shape[1] != self.n_cats:
+            raise ValueError(f"expected {self.n_cats} categorical columns, got {cats.shape[1]}")
         if self.bn_cont is not None:
-            h = torch.cat([h, self.bn_cont(conts)], dim=1)
+            conts = self.bn_cont(conts)
+        if self.one_hot_input is not None:
+            h = self.one_hot_input(cats, conts if self.n_cont else conts.new_zeros(len(cats), 0))
+        else:
+            h = self.emb_drop(self.embed(cats)) if self.embeds else conts.new_zeros(len(conts), 0)
+            if self.bn_cont is not None:
+                h = torch.cat([h, conts], dim=1)
         h = self.layers(h)
         with torch.autocast(h.device.type, enabled=False):  # the output in fp32 (see the class docstring)
             out = self.head(h.float()).squeeze(1)
