@@ -1,5 +1,6 @@
 # Two commands (see README.md):
-#   make notebooks [PRESET=sample|full]   run every notebook top to bottom (copies in output/)
+#   make notebooks [PRESET=sample|full]   run every notebook top to bottom (copies in output/); without
+#                                         PRESET each on its own default (03: all Rossmann stores)
 #   make test                             unit tests, ruff, and nbval over every notebook
 #   make unit                             the unit tests alone: no nbval, no browser (a few minutes)
 #   make robustness                       every notebook with other seeds and precision (findings hold?)
@@ -9,7 +10,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PRESET ?= sample
+PRESET ?=
 
 .PHONY: notebooks test unit lint robustness lab refresh-outputs clean-venv
 
@@ -21,7 +22,7 @@ $(BIN)/.installed: requirements.lock pyproject.toml
 	touch $@
 
 notebooks: $(BIN)/.installed
-	$(BIN)/python scripts/run_notebooks.py --preset $(PRESET)
+	$(BIN)/python scripts/run_notebooks.py $(if $(PRESET),--preset $(PRESET))
 
 # Every notebook with seed blocks 100 and 200 (and 04/05 in the other precision), each in its own data
 # cache under output/robustness/: do the asserted findings hold? Prints the table.

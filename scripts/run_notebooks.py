@@ -1,11 +1,14 @@
 """Run every notebook top to bottom with papermill, passing the preset (and a seed) to its `parameters` cell.
 
-    python scripts/run_notebooks.py --preset sample     # what `make notebooks` runs
+    python scripts/run_notebooks.py                     # `make notebooks`: each notebook's own preset
+    python scripts/run_notebooks.py --preset sample     # every notebook on the data samples (a quick look)
     python scripts/run_notebooks.py --preset full --dry-run
     python scripts/run_notebooks.py --seed 100 --precision fp32 notebooks/04_imdb_language_model.ipynb
     python scripts/run_notebooks.py --robustness        # what `make robustness` runs
 
-Executed copies go to output/<preset>/, never over the committed notebooks. Stops at the first
+Without --preset each notebook runs on the preset of its parameters cell (03 on all Rossmann stores,
+where the lesson's results show; the others on the samples). Executed copies go to output/<preset>/
+(output/default/ without one), never over the committed notebooks. Stops at the first
 notebook that fails, naming it and the executed copy that shows the error.
 
 `--robustness` checks that the notebooks' asserted findings survive other seeds and other numerics: every
@@ -101,12 +104,13 @@ def robustness(args, paths: list[Path]) -> int:
                 continue
             print(f"--> {nb.name} ({r['name']})", flush=True)
             start = time.perf_counter()
-            error = run(nb, run_dir / nb.name, {"preset": args.preset, **r["parameters"]}, env, args.dry_run)
+            parameters = {**preset_parameter(args), **r["parameters"]}
+            error = run(nb, run_dir / nb.name, parameters, env, args.dry_run)
             minutes = (time.perf_counter() - start) / 60
             results[r["name"], nb.name] = f"FAILED: {error}" if error else f"passed, {minutes:.1f} min"
             print(f"    {results[r['name'], nb.name]}", flush=True)
     names = [r["name"] for r in runs]
-    lines = [f"CPU: {cpu_name()}; preset {args.preset}", "",
+    lines = [f"CPU: {cpu_name()}; preset {args.preset or 'each notebook own'}", "",
              "| notebook | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for nb in paths:
         lines.append(f"| {nb.stem} | " + " | ".join(results.get((n, nb.name), "-") for n in names) + " |")
@@ -117,9 +121,15 @@ def robustness(args, paths: list[Path]) -> int:
     return 1 if any(v.startswith("FAILED") for v in results.values()) else 0
 
 
+def preset_parameter(args) -> dict:
+    """The preset to inject: the command line's, or none (each notebook keeps its own)."""
+    return {"preset": args.preset} if args.preset else {}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", choices=["sample", "full"], default="sample")
+    ap.add_argument("--preset", choices=["sample", "full"],
+                    help="every notebook's data (default: each notebook's own preset)")
     ap.add_argument("--seed", type=int, help="every notebook's seed (default: the one in its parameters)")
     ap.add_argument("--precision", choices=["fp32", "bf16"],
                     help=f"force the IMDB notebooks' training precision (sets {PRECISION_ENV}; default: "
@@ -135,9 +145,9 @@ def main(argv=None) -> int:
     paths = [p.resolve() for p in args.notebooks] or notebooks()
     if args.robustness:
         return robustness(args, paths)
-    out_dir = args.out / args.preset
+    out_dir = args.out / (args.preset or "default")
     out_dir.mkdir(parents=True, exist_ok=True)
-    parameters = {"preset": args.preset} | ({"seed": args.seed} if args.seed is not None else {})
+    parameters = preset_parameter(args) | ({"seed": args.seed} if args.seed is not None else {})
     env = {PRECISION_ENV: args.precision} if args.precision else {}
     for nb in paths:
         target = out_dir / nb.name

@@ -31,6 +31,14 @@ def test_dry_run_injects_the_preset_into_every_copy_and_leaves_originals(tmp_pat
         assert path.read_bytes() == before, f"{path.name} was modified"
 
 
+def test_without_a_preset_each_notebook_keeps_its_own(tmp_path):
+    assert run_notebooks.main(["--dry-run", "--out", str(tmp_path)]) == 0
+    for path in run_notebooks.notebooks():
+        copy = nbformat.read(tmp_path / "default" / path.name, 4)
+        injected = [c for c in copy.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert all("preset" not in c.source for c in injected), path.name
+
+
 def test_unknown_preset_is_refused():
     with pytest.raises(SystemExit):
         run_notebooks.main(["--preset", "huge", "--dry-run"])

@@ -115,3 +115,30 @@ def test_fit_sales_model_leaves_the_trained_network_in_the_mode_fit_leaves_it(sm
     preds, _ = run.predict(frame_loader(run.proc, valid, batch_size=3))
     again, _ = run.predict(frame_loader(run.proc, valid, batch_size=3))
     assert torch.equal(preds, again) and run.learn.model.training
+
+
+def test_sales_job_is_fit_sales_model_on_the_presets_rows_and_its_result_travels(tmp_path, write_tables,
+                                                                                 monkeypatch):
+    """What run_parallel sends back: the same run as in-process, picklable, predicting the same."""
+    import pickle
+
+    from lessonlib.tabular import experiment
+
+    monkeypatch.setattr(experiment, "rossmann", lambda preset: write_tables(tmp_path))
+    monkeypatch.setattr(features, "LESSON_VALID", ("2015-07-29", "2015-07-31"))
+    experiment.split_rows.cache_clear()
+    cfg, cats, conts = toy_config(epochs=2), ("Store", "DayOfWeek"), ("trend", "Promo")
+    try:
+        job = experiment.sales_job("tiny", cfg, seed=3, cat_names=cats, cont_names=conts)
+        fit, valid = experiment.split_rows("tiny")
+    finally:
+        experiment.split_rows.cache_clear()
+    direct = fit_sales_model(fit, valid, TabularProcessor(list(cats), list(conts)), cfg, seed=3, show=False,
+                             device="cpu")
+    assert job.rmspe == direct.rmspe and len(job.history) == 2
+    back = pickle.loads(pickle.dumps(job))
+    with torch.no_grad():
+        again = back.model(tuple(torch.as_tensor(a) for a in back.proc.transform(valid)))
+    np.testing.assert_allclose(again.double().numpy(), job.valid_log, rtol=1e-6)
+    log_valid = torch.tensor(np.log(valid["Sales"].to_numpy()))
+    assert exp_rmspe(torch.from_numpy(job.valid_log), log_valid).item() == pytest.approx(job.rmspe)

@@ -1,6 +1,8 @@
 """One Rossmann training run: processor-coded loaders, the entity-embedding model, the shared Learner,
-and exp-RMSPE on the validation rows. Used by notebook 03 and benchmarks/rossmann.py."""
+and exp-RMSPE on the validation rows; `sales_job`, the same run in a worker process of `run_parallel`.
+Used by notebooks 03 and 06 and benchmarks/rossmann.py."""
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,8 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from lessonlib.core import seed_everything
+from lessonlib.data import rossmann
 from lessonlib.engine.learner import Learner
 from lessonlib.engine.training import TrainConfig, build_learner
+from lessonlib.tabular import features
 from lessonlib.tabular.loader import TensorLoader, frame_loader
 from lessonlib.tabular.model import (
     LESSON_VALID_BS,
@@ -105,3 +109,36 @@ def lesson_style_rmspe(pred_log, valid: pd.DataFrame, batch_size: int = LESSON_V
     pred = torch.as_tensor(np.asarray(pred_log, dtype=np.float64))[order]
     targ = torch.tensor(np.log(valid["Sales"].to_numpy(dtype=np.float64)))[order]
     return batch_exp_rmspe(pred, targ, batch_size)
+
+
+@dataclass
+class TrainedSales:
+    """A run trained by `sales_job` in another process: what comes back instead of its Learner."""
+    model: ScaledCapped     # the finished network (factor and cap included), on the CPU, in eval mode
+    proc: TabularProcessor  # its columns' coding, fitted on the run's training rows
+    rmspe: float            # exp-RMSPE on the validation rows
+    seconds: float          # wall time of the fit
+    history: pd.DataFrame   # the Learner's per-epoch table
+    valid_log: np.ndarray   # the model's log-Sales predictions for the validation rows, in their order
+
+
+@functools.cache
+def split_rows(preset: str, forecast: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(training rows, validation rows) of a preset: open days with sales, split on the lesson's window
+    or, with `forecast`, on the last 48 days with only earlier days to train on. Built once per process
+    (the features of the full data take seconds), so a worker of `run_parallel` pays for it once."""
+    train, _ = features.build(rossmann(preset))
+    window = features.FORECAST_VALID if forecast else features.LESSON_VALID
+    return features.split(features.sales_rows(train), window, forecast=forecast)
+
+
+def sales_job(preset: str, cfg: SalesConfig, seed: int, cat_names=tuple(features.CAT_NAMES),
+              cont_names=tuple(features.CONT_NAMES), forecast: bool = False) -> TrainedSales:
+    """`fit_sales_model` on `split_rows(preset, forecast)` with a processor of these columns, for
+    `run_parallel`: its arguments and result travel between processes, the rows do not."""
+    fit_rows, valid = split_rows(preset, forecast)
+    run = fit_sales_model(fit_rows, valid, TabularProcessor(list(cat_names), list(cont_names)), cfg,
+                          seed=seed, show=False, device="cpu")
+    valid_log = run.predict(run.learn.valid_dl)[0].double().numpy()
+    return TrainedSales(run.model.cpu().eval(), run.proc, run.rmspe, run.seconds, run.learn.history,
+                        valid_log)
