@@ -1,6 +1,6 @@
 # Two commands (see README.md):
 #   make notebooks [PRESET=sample|full]   run every notebook top to bottom (copies in output/); without
-#                                         PRESET each on its own default (03: all Rossmann stores)
+#                                         PRESET each on the preset of its parameters cell
 #   make test                             unit tests, ruff, and nbval over every notebook
 #   make unit                             the unit tests alone: no nbval, no browser (a few minutes)
 #   make robustness                       every notebook with other seeds and precision (findings hold?)

@@ -39,11 +39,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lessonlib.data import rossmann
 from lessonlib.engine.training import TrainConfig
 from lessonlib.tabular import features
-from lessonlib.tabular.experiment import SalesConfig, fit_sales_model
-from lessonlib.tabular.model import TabularConfig, emb_size_lesson, y_range_for
+from lessonlib.tabular.experiment import SalesConfig, fit_sales_model, split_rows
+from lessonlib.tabular.model import TabularConfig, emb_size_lesson, exp_rmspe, y_range_for
 from lessonlib.tabular.preprocess import TabularProcessor
 
 LR, BS, VALID_BS, CLIP, EMB_DROP = 2e-2, 1024, 4096, 1.0, 0.04
@@ -51,8 +50,8 @@ CAT, CONT = features.CAT_NAMES, features.CONT_NAMES
 
 
 def rmspe(sales, pred_log) -> float:
-    y = np.asarray(sales, dtype=np.float64)
-    return float(np.sqrt(np.mean(((y - np.exp(np.asarray(pred_log, dtype=np.float64))) / y) ** 2)))
+    """exp-RMSPE of log-Sales predictions against the Sales of the validation rows."""
+    return exp_rmspe(torch.as_tensor(np.asarray(pred_log)), torch.tensor(np.log(np.asarray(sales)))).item()
 
 
 def fastai_data(fit_rows, valid):
@@ -107,8 +106,7 @@ def main():
     ps = ((0.001, 0.01) + (0.01,) * len(args.layers))[:len(args.layers)]
 
     start = time.perf_counter()
-    train, _ = features.build(rossmann("full"))
-    fit_rows, valid = features.split(features.sales_rows(train), features.LESSON_VALID)
+    fit_rows, valid = split_rows("full")
     if args.max_rows and args.max_rows < len(fit_rows):
         fit_rows = fit_rows.sample(n=args.max_rows, random_state=args.seed)
     print(f"features: {time.perf_counter() - start:.1f}s; train {len(fit_rows):,} rows, "

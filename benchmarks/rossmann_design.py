@@ -13,15 +13,15 @@ the wall time of each arm, so a small design can be checked against the full run
 import argparse
 import os
 import time
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import torch
 
-from lessonlib.data import rossmann
 from lessonlib.engine.training import TrainConfig
 from lessonlib.tabular import features
-from lessonlib.tabular.experiment import SalesConfig, fit_sales_model
+from lessonlib.tabular.experiment import SalesConfig, fit_sales_model, split_rows
 from lessonlib.tabular.model import TabularConfig, exp_rmspe
 from lessonlib.tabular.preprocess import TabularProcessor
 from lessonlib.tabular.trees import TreeConfig, fit_sales_trees
@@ -51,8 +51,7 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average "
           f"{os.getloadavg()[0]:.1f}; {vars(args)}", flush=True)
 
-    train_all, _ = features.build(rossmann(args.preset))
-    fit_rows, valid = features.split(features.sales_rows(train_all), features.LESSON_VALID)
+    fit_rows, valid = split_rows(args.preset)
     if args.max_log_dev:
         fit_rows = features.drop_outliers(fit_rows, args.max_log_dev)
     if args.train_rows and args.train_rows < len(fit_rows):
@@ -63,8 +62,8 @@ def main():
     arms = args.arms.split(",")
     seeds = list(range(args.seed, args.seed + args.seeds))
     scores, seconds = {}, {}
-    model = TabularConfig(layers=args.layers, ps=(0.001, 0.01)[:len(args.layers)] + (0.01,) *
-                          max(0, len(args.layers) - 2), fast_layers=True)
+    ps = ((0.001, 0.01) + (0.01,) * len(args.layers))[:len(args.layers)]  # the lesson's, then 0.01
+    model = TabularConfig(layers=args.layers, ps=ps, fast_layers=True)
     cfg = SalesConfig(model=model, train=TrainConfig(epochs=args.epochs, lr=args.lr, bs=args.bs, clip=1.0))
     for arm in arms:
         start = time.perf_counter()
@@ -76,8 +75,7 @@ def main():
                               torch.tensor(np.log(valid["Sales"].to_numpy()))).item()
             scores[arm] = dict.fromkeys(seeds, score)  # deterministic: one fit, the same for every seed
         else:
-            variant = SalesConfig(model=TabularConfig(**{**vars(model), "one_hot": arm == "one-hot"}),
-                                  train=cfg.train)
+            variant = replace(cfg, model=replace(model, one_hot=arm == "one-hot"))
             scores[arm] = {}
             for s in seeds:
                 run = fit_sales_model(fit_rows, valid, proc, variant, seed=s, show=False, device="cpu")
@@ -85,7 +83,7 @@ def main():
                 print(f"  {arm} seed {s}: {run.rmspe:.4f} ({run.seconds:.0f}s, "
                       f"{args.epochs * len(fit_rows) / run.seconds:,.0f} rows/s)", flush=True)
         seconds[arm] = time.perf_counter() - start
-        print(f"{arm}: {time.perf_counter() - start:.0f}s", flush=True)
+        print(f"{arm}: {seconds[arm]:.0f}s", flush=True)
     table = pd.DataFrame(scores)
     print(table.round(4).to_string())
     if "one-hot" in table and "embeddings" in table:

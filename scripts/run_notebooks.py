@@ -6,8 +6,8 @@
     python scripts/run_notebooks.py --seed 100 --precision fp32 notebooks/04_imdb_language_model.ipynb
     python scripts/run_notebooks.py --robustness        # what `make robustness` runs
 
-Without --preset each notebook runs on the preset of its parameters cell (03 on all Rossmann stores,
-where the lesson's results show; the others on the samples). Executed copies go to output/<preset>/
+Without --preset each notebook runs on the preset of its parameters cell (today the data samples for
+all of them). Executed copies go to output/<preset>/
 (output/default/ without one), never over the committed notebooks. Stops at the first
 notebook that fails, naming it and the executed copy that shows the error.
 

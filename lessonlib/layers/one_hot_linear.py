@@ -1,10 +1,10 @@
 """A Linear layer over one-hot codes, computed without building the one-hot vectors.
 
 Fed one-hot codes, a network's first layer multiplies a mostly-zero vector (one 1 per categorical
-input, e.g. 28 ones among 1,500 columns on Rossmann) by its weight. The product of a one-hot block with
-the weight is the weight's column for the hot code, so `OneHotLinear` sums one column per categorical
-input (a gather, `F.embedding_bag`) and multiplies only the continuous inputs. The parameters, their
-initialisation and every output and gradient are those of `nn.Linear` on the explicit
+input, e.g. 30 ones among 1,504 columns on the full Rossmann data) by its weight. The product of a
+one-hot block with the weight is the weight's column for the hot code, so `OneHotLinear` sums one column
+per categorical input (a gather, `F.embedding_bag`) and multiplies only the continuous inputs. The
+parameters, their initialisation and every output and gradient are those of `nn.Linear` on the explicit
 [one-hot codes, continuous inputs] vector; only the arithmetic on zeros is skipped.
 """
 

@@ -80,7 +80,6 @@ class TabularModel(nn.Module):
             sizes = emb_sizes(cardinalities, cfg.size_rule)
         if len(sizes) != len(cardinalities):
             raise ValueError(f"{len(sizes)} embedding sizes for {len(cardinalities)} categorical inputs")
-        self.one_hot = cfg.one_hot
         self.n_cats = len(cardinalities)
         self.embeds = nn.ModuleList() if cfg.one_hot else nn.ModuleList(
             nn.Embedding(c, s) for c, s in zip(cardinalities, sizes, strict=True))
