@@ -46,10 +46,19 @@ def noisy_reviews(n=200, length=120, seed=0):
 
 def test_short_windows_get_a_higher_temperature_than_whole_reviews():
     temps = fit_length_temperatures(WordCounter(), noisy_reviews(n=1000), PAD, seed=0)
-    assert temps.lengths == (*WINDOW_LENGTHS, 121)
+    whole = max(WINDOW_LENGTHS) + 1  # the whole reviews' temperature: for any text past the windows
+    assert temps.lengths == (*WINDOW_LENGTHS, whole)
     # one sentiment word is right 4 times in 5: p = 0.8 means T = 10 / log(4)
     assert temps.at(2) == pytest.approx(10 / np.log(4), rel=0.25)
-    assert temps.at(121) < temps.at(2) / 2 and temps.at(5000) == temps.at(121)
+    assert temps.at(121) < temps.at(2) / 2 and temps.at(5000) == temps.at(121) == temps.at(whole)
+
+
+def test_a_review_shorter_than_most_gets_the_whole_review_temperature():
+    reviews = noisy_reviews(n=1000, length=120)
+    short = noisy_reviews(n=100, length=80, seed=1)  # a tenth of the reviews: the median stays 121
+    both = ClassificationDataset([*reviews.ids, *short.ids], [*reviews.labels, *short.labels])
+    temps = fit_length_temperatures(WordCounter(), both, PAD, seed=0)
+    assert temps.at(81) == temps.at(121) < temps.at(max(WINDOW_LENGTHS))
 
 
 def test_window_logits_score_each_window_with_its_reviews_label():

@@ -7,7 +7,10 @@ sentence: texts far shorter than anything the classifier was trained on, where i
 of n tokens (`xxbos` plus n - 1 consecutive tokens, what a text of that length looks like to the
 model), keeping the review's label, and a temperature is fitted on those windows for each n. Two
 tokens of a review seldom decide its sentiment, so short windows get a high temperature and the
-probability of a near-empty text stays near 0.5; whole reviews keep a temperature near their own.
+probability of a near-empty text stays near 0.5. Whole reviews get one temperature of their own,
+fitted on the whole validation reviews, and every text longer than the longest window gets it: a
+review shorter than most is still a whole review, not an excerpt, and given the longest window's
+(higher) temperature instead it would come out less sure than it is right.
 The winning class never changes, only how sure the model says it is.
 """
 
@@ -53,13 +56,13 @@ def fit_length_temperatures(model, dataset: ClassificationDataset, pad_idx: int,
                             lengths=WINDOW_LENGTHS, per_review: int = PER_REVIEW, seed: int = 0,
                             bs: int = EVAL_BS) -> LengthTemperatures:
     """A temperature for windows of each of `lengths` tokens of the (validation) reviews in `dataset`
-    (`window_logits`), and one for the whole reviews at their median length (beyond the longest
-    window). Only the validation reviews are read: the test reviews stay for measuring the result."""
+    (`window_logits`), and one fitted on the whole reviews, which `LengthTemperatures.at` gives every
+    text longer than the longest window (when the median review is longer than it). Only the
+    validation reviews are read: the test reviews stay for measuring the result."""
     fitted = {}
     for k, n in enumerate(lengths):
         fitted[n] = fit_temperature(*window_logits(model, dataset, n, pad_idx, per_review, seed + k, bs))
-    whole = int(np.median(dataset.lengths))
-    if whole > max(lengths):
+    if np.median(dataset.lengths) > max(lengths):
         logits, targets, _ = predict_logits(model, classification_loader(dataset, bs, pad_idx, train=False))
-        fitted[whole] = fit_temperature(logits, targets)
+        fitted[max(lengths) + 1] = fit_temperature(logits, targets)
     return LengthTemperatures(tuple(fitted), tuple(fitted.values()))
