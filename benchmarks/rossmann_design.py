@@ -32,6 +32,8 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="full", choices=["full", "sample"])
     parser.add_argument("--train-rows", type=int, default=None, help="a random sample of the training days")
+    parser.add_argument("--stores", type=int, default=None,
+                        help="a random draw of this many stores, all their rows (training and validation)")
     parser.add_argument("--layers", type=lambda s: tuple(int(v) for v in s.split(",")), default=(1000, 500))
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--lr", type=float, default=2e-2)
@@ -52,6 +54,9 @@ def main():
           f"{os.getloadavg()[0]:.1f}; {vars(args)}", flush=True)
 
     fit_rows, valid = split_rows(args.preset)
+    if args.stores:
+        chosen = np.random.default_rng(0).choice(fit_rows["Store"].unique(), args.stores, replace=False)
+        fit_rows, valid = fit_rows[fit_rows["Store"].isin(chosen)], valid[valid["Store"].isin(chosen)]
     if args.max_log_dev:
         fit_rows = features.drop_outliers(fit_rows, args.max_log_dev)
     if args.train_rows and args.train_rows < len(fit_rows):
